@@ -1,0 +1,17 @@
+"""fastoptim: torch.optim's optimizers and schedulers for NumPy arrays.
+
+The optimizer steps run as compiled Cython loops over all of a parameter group's arrays at once,
+parallelised with OpenMP; the Python classes give the ``torch.optim`` API (param groups, state,
+hooks, ``state_dict``) and the same numbers (SGD bit for bit, Adam/AdamW to the last bit of sqrt).
+"""
+from fastoptim._version import __version__
+from fastoptim._config import get_num_threads, set_num_threads, show_config
+from fastoptim import functional
+
+__all__ = [
+    "__version__",
+    "functional",
+    "get_num_threads",
+    "set_num_threads",
+    "show_config",
+]

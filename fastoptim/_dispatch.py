@@ -1,0 +1,56 @@
+"""Pick the compiled kernel variant for the running CPU.
+
+The element loops are compiled once per instruction-set level (setup.py). A binary that uses
+AVX2/FMA instructions dies with an illegal instruction on a CPU without them, so the variant is
+chosen here, at import time, from what the CPU reports, as NumPy and torch do. Every variant
+computes the same bits: ``fma`` is an exact operation whether the CPU fuses it in hardware or the
+C library computes it in software (the baseline variant is just slower).
+
+``FASTOPTIM_KERNELS=baseline|x86_64_v3|x86_64_v4`` forces a variant (tests use it to check that all
+variants agree).
+"""
+import importlib
+import os
+
+from fastoptim import _runtime
+
+_V3 = ("avx2", "fma", "bmi2")
+_V4 = _V3 + ("avx512f", "avx512dq", "avx512bw", "avx512vl")
+
+
+def _supported(level, features):
+    # gcc >= 12 answers for the whole ISA level (which also needs movbe, lzcnt, f16c, ...); with an
+    # older compiler, fall back to the features the kernels' instructions come from.
+    answer = _runtime.cpu_supports(level.replace("_", "-"))
+    if answer is not None:
+        return answer
+    return all(_runtime.cpu_supports(f) for f in features)
+
+
+def _candidates():
+    forced = os.environ.get("FASTOPTIM_KERNELS", "").strip()
+    if forced:
+        return [forced]
+    names = []
+    if _supported("x86_64_v4", _V4):
+        names.append("x86_64_v4")
+    if _supported("x86_64_v3", _V3):
+        names.append("x86_64_v3")
+    names.append("baseline")
+    return names
+
+
+def _load():
+    errors = []
+    for name in _candidates():
+        try:
+            return name, importlib.import_module(f"fastoptim._kernels_{name}")
+        except ImportError as exc:  # variant not built on this platform
+            errors.append(f"{name}: {exc}")
+    raise ImportError(
+        "no fastoptim kernel variant could be imported (" + "; ".join(errors) + "). "
+        "The compiled extensions are missing: reinstall with `pip install .` from a source "
+        "checkout, or unset FASTOPTIM_KERNELS.")
+
+
+VARIANT, kernels = _load()
