@@ -410,3 +410,27 @@ def test_show_config_and_cli(capsys):
     cli = subprocess.run([sys.executable, "-m", "fastoptim", "info"], capture_output=True, text=True,
                          timeout=120)
     assert cli.returncode == 0 and "openmp" in cli.stdout and np.__version__ in cli.stdout
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_overlap_detection_agrees_with_brute_force(seed):
+    """Random slices of one buffer: the sort-based check refuses exactly the overlapping lists."""
+    rng = np.random.default_rng(seed)
+    buf = np.zeros(4000, np.float32)
+    n = int(rng.integers(2, 40))
+    starts = rng.integers(0, 3900, size=n)
+    lengths = rng.integers(0, 100, size=n) if seed % 2 else rng.integers(0, 3, size=n)
+    if seed % 4 == 0:  # disjoint on purpose: consecutive pieces
+        lengths = rng.integers(1, 50, size=n)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    params = [buf[s:s + k] for s, k in zip(starts, lengths)]
+    overlap = any(
+        params[i].size and params[j].size and starts[i] < starts[j] + lengths[j] and starts[j] < starts[i] + lengths[i]
+        for i in range(n) for j in range(i + 1, n))
+    grads = [np.ones(p.shape, np.float32) for p in params]
+    if overlap:
+        with pytest.raises(ValueError, match="share memory"):
+            F.sgd(params, grads, [None] * n, **SGD_KW)
+        assert not buf.any()
+    else:
+        F.sgd(params, grads, [None] * n, **SGD_KW)
