@@ -34,10 +34,14 @@ from fastoptim._openmp cimport omp_get_max_threads
 
 cnp.import_array()
 
-# Below this many elements per thread, starting another thread costs more than it brings
-# (an OpenMP fork/join is a few microseconds; a thread updates roughly 0.5-1 element/ns).
-# Measured with benchmarks/threshold.py; see docs/performance.rst.
-cdef Py_ssize_t _min_elements_per_thread = 32768
+# Below this much work per thread, starting another thread costs more than it brings (an OpenMP
+# fork/join costs a few microseconds). Work is counted in SGD elements; an Adam element counts
+# twice (it does two divisions and a square root, so a second thread pays off on half as many
+# elements). Measured with benchmarks/threshold.py on a 2-core Xeon: 2 threads beat 1 from about
+# 16k SGD elements and 8k Adam elements per thread.
+cdef Py_ssize_t _min_elements_per_thread = 16384
+cdef enum:
+    _ADAM_WORK_PER_ELEMENT = 2
 
 # Thread shares start on a multiple of this many elements (64 bytes of float32) so that two
 # threads never write the same cache line in the middle of an array.
@@ -46,7 +50,8 @@ cdef enum:
 
 
 def get_min_elements_per_thread():
-    """Work size under which one more thread is not started (elements per thread)."""
+    """Work per thread under which one more thread is not started (in SGD elements; an Adam
+    element counts twice)."""
     return _min_elements_per_thread
 
 
@@ -712,14 +717,14 @@ def adam(list params, list grads, list exp_avgs, list exp_avg_sqs, list max_exp_
         else:
             _check_no_overlap((params, exp_avgs, exp_avg_sqs), ("params", "exp_avgs", "exp_avg_sqs"))
     if plan.n32:
-        nt = _threads_for(plan.total32)
+        nt = _threads_for(plan.total32 * _ADAM_WORK_PER_ELEMENT)
         with nogil:
             _adam_run[float](plan.segs32, plan.n32, plan.total32, nt, <float>(-1.0 if maximize else 1.0),
                              <float>eps, <float>weight_decay, <float>(1.0 - lr * weight_decay),
                              w32, w32 - 1, <float>beta2, <float>(1.0 - beta2),
                              wd_mode, fabs(w32) < 0.5, amsgrad)
     if plan.n64:
-        nt = _threads_for(plan.total64)
+        nt = _threads_for(plan.total64 * _ADAM_WORK_PER_ELEMENT)
         with nogil:
             _adam_run[double](plan.segs64, plan.n64, plan.total64, nt, -1.0 if maximize else 1.0,
                               eps, weight_decay, 1.0 - lr * weight_decay,

@@ -26,6 +26,10 @@ __all__ = ["sgd", "adam", "adamw"]
 
 def _scalar(name, value):
     """A hyperparameter as a Python float (a number or a one-element array)."""
+    if type(value) is float:  # the common case, without the ABC machinery below
+        return value
+    if type(value) is int:
+        return float(value)
     if isinstance(value, np.ndarray):
         if value.size != 1:
             raise ValueError(f"{name} must be a number or a one-element array, got an array of shape {value.shape}")
@@ -36,12 +40,16 @@ def _scalar(name, value):
 
 
 def _flag(name, value):
-    if not isinstance(value, (bool, np.bool_)):
+    if value is True or value is False:
+        return value
+    if not isinstance(value, np.bool_):
         raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
     return bool(value)
 
 
 def _as_list(name, value):
+    if type(value) is list:
+        return value
     if isinstance(value, list):
         return value
     if isinstance(value, (tuple,)):
