@@ -7,6 +7,11 @@ hooks, ``state_dict``) and the same numbers (SGD bit for bit, Adam/AdamW to the 
 from fastoptim._version import __version__
 from fastoptim._config import get_num_threads, set_num_threads, show_config
 from fastoptim import functional
+from fastoptim.parameter import Parameter
+from fastoptim.optimizer import Optimizer
+from fastoptim.sgd import SGD
+from fastoptim.adam import Adam, AdamW
+from fastoptim import optimizer, interop
 
 __all__ = [
     "__version__",
@@ -14,4 +19,11 @@ __all__ = [
     "get_num_threads",
     "set_num_threads",
     "show_config",
+    "Parameter",
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "optimizer",
+    "interop",
 ]
