@@ -12,6 +12,7 @@ from fastoptim.optimizer import Optimizer
 from fastoptim.sgd import SGD
 from fastoptim.adam import Adam, AdamW
 from fastoptim import optimizer, interop
+from fastoptim import lr_scheduler
 
 __all__ = [
     "__version__",
@@ -26,4 +27,5 @@ __all__ = [
     "AdamW",
     "optimizer",
     "interop",
+    "lr_scheduler",
 ]
