@@ -300,9 +300,9 @@ class Adam(Optimizer):
                     max_exp_avg_sqs[i] = np.zeros(p.shape, dtype=p.dtype)
             try:
                 # Increments every entry of state_steps in place; changes nothing if it raises.
-                _functional.adam(
+                _functional._adam_step(
                     params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
-                    **hyperparameters,
+                    check_overlap=False, **hyperparameters,
                 )
             except Exception as exc:
                 _diagnose_failed_call(exc, group_index, group, params, grads)

@@ -23,6 +23,13 @@ from fastoptim._dispatch import kernels as _kernels
 
 __all__ = ["sgd", "adam", "adamw"]
 
+# The optimizer classes call the kernels through these, with hyperparameters they have already
+# converted and without the memory-overlap check: a class refuses overlapping parameters when
+# they are added and allocates (or copies, on load) every state buffer itself, so the check would
+# only cost time on every step (about 60 us per 1000 Adam parameters).
+_sgd_step = _kernels.sgd
+_adam_step = _kernels.adam
+
 
 def _scalar(name, value):
     """A hyperparameter as a Python float (a number or a one-element array)."""

@@ -234,7 +234,7 @@ class SGD(Optimizer):
 
         for group_index, group, params, grads, buffers, fresh, hyperparameters in work:
             try:
-                _functional.sgd(params, grads, buffers, **hyperparameters)
+                _functional._sgd_step(params, grads, buffers, check_overlap=False, **hyperparameters)
             except Exception as exc:
                 _diagnose_failed_call(exc, group_index, group, params, grads)
                 raise
