@@ -183,12 +183,17 @@ def _extensions():
         Extension("fastoptim._runtime", ["fastoptim/_runtime.pyx"], include_dirs=include, define_macros=macros),
         Extension("fastoptim._kernels_baseline", ["fastoptim/_kernels_baseline.pyx"],
                   include_dirs=include, define_macros=macros),
+        # the benchmark suite's bandwidth kernel, one per ISA level like the kernels (fastoptim/_stream.py)
+        Extension("fastoptim._stream_kernels_baseline", ["fastoptim/_stream_kernels_baseline.pyx"],
+                  include_dirs=include, define_macros=macros),
     ]
     machine = platform.machine().lower()
     is_x86_64 = machine in ("x86_64", "amd64") and sysconfig.get_platform().endswith(("x86_64", "amd64"))
     if is_x86_64 and os.environ.get("FASTOPTIM_BASELINE_ONLY", "0") in ("", "0"):
         for suffix, _, _ in X86_VARIANTS:
             exts.append(Extension(f"fastoptim._kernels_{suffix}", [f"fastoptim/_kernels_{suffix}.pyx"],
+                                  include_dirs=include, define_macros=macros))
+            exts.append(Extension(f"fastoptim._stream_kernels_{suffix}", [f"fastoptim/_stream_kernels_{suffix}.pyx"],
                                   include_dirs=include, define_macros=macros))
     return exts
 

@@ -8,7 +8,13 @@ def main(argv=None):
                                      description="fastoptim command line")
     sub = parser.add_subparsers(dest="command", metavar="{info,demo,bench}")
     sub.add_parser("info", help="print version, OpenMP, threads and build flags")
+    # bench parses its own options (python -m fastoptim bench --help lists them)
+    sub.add_parser("bench", help="benchmark the optimizers against their peers", add_help=False)
     args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        from fastoptim.bench import main as bench_main
+
+        return bench_main(rest)
     if args.command == "info":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

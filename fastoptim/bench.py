@@ -1,0 +1,969 @@
+"""The benchmark suite: ``python -m fastoptim bench``.
+
+An optimizer step is memory-bound: Adam in float32 reads params, grads and both moments and writes
+three of them back, 28 bytes per element. This suite times fastoptim against its peers on the same
+arrays, in the same process, and against a *bandwidth bound* measured in the same run: a compiled
+STREAM-style kernel (``fastoptim._stream``) that moves exactly the bytes the optimizer must move
+over the same shapes with the same threads. Every result is reported as time per step, elements
+and bytes per second, percent of that bound, and how many times faster fastoptim is.
+
+How a cell is measured (one workload x optimizer x dtype):
+
+1. Every peer copies the same initial parameters and shares the same fixed gradients; it runs two
+   steps, and its parameters are compared with fastoptim's (:func:`check_agreement`), so a peer that
+   skips work cannot look fast. A mismatch is reported and makes the command exit with status 1.
+2. For each thread count: the thread count is set for fastoptim and torch, every peer is warmed
+   up, and the number of steps per repetition is calibrated so one repetition takes about
+   ``--min-time`` seconds.
+3. Repetitions are interleaved (bound, A, B, C, bound, A, B, C, ...) so that a drift in machine
+   load hits every peer alike; each repetition is ``time.perf_counter`` around N steps, with the
+   garbage collector off. The median over repetitions is reported, with the interquartile range.
+
+The workload and optimizer tables (:data:`WORKLOADS`, :data:`OPTIMIZERS`) are shared with the asv
+benchmarks in ``benchmarks/benchmarks.py``.
+"""
+import argparse
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+import fastoptim
+from fastoptim import _bench_peers
+from fastoptim._bench_peers import Case, make_peer, unavailable_reason
+
+__all__ = ["Workload", "OptimizerConfig", "WORKLOADS", "OPTIMIZERS", "DTYPES", "run", "main",
+           "check_agreement", "measure_overhead", "StreamBound"]
+
+
+# ----------------------------------------------------------------------------------------------
+# what is measured
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Workload:
+    """A list of parameter shapes, at full size and at ``--quick`` size."""
+
+    name: str
+    description: str
+    shapes: tuple
+    quick_shapes: tuple
+
+    def get_shapes(self, quick=False):
+        return list(self.quick_shapes if quick else self.shapes)
+
+
+def _repeat(*groups):
+    return tuple(shape for count, shape in groups for _ in range(count))
+
+
+WORKLOADS = {
+    w.name: w for w in (
+        Workload("10M", "one array of 10M elements", ((10_000_000,),), ((65_536,),)),
+        Workload("mix", "transformer-like: 20x(1024,1024) 2x(1024,4096) 20x(4096,) 108x(1024,)",
+                 _repeat((20, (1024, 1024)), (2, (1024, 4096)), (20, (4096,)), (108, (1024,))),
+                 _repeat((20, (32, 32)), (2, (32, 128)), (20, (128,)), (108, (32,)))),
+        Workload("1000x1k", "1000 arrays of 1024 elements", _repeat((1000, (1024,))),
+                 _repeat((200, (16,)))),
+        Workload("100M", "one array of 100M elements (larger than the cache: DRAM-bound)",
+                 ((100_000_000,),), ((262_144,),)),
+    )
+}
+# 100M is opt-in: with every peer it needs ~10 GB in float32 (each peer holds its own params and
+# state) and minutes per cell on a 2-core machine.
+DEFAULT_WORKLOADS = ("10M", "mix", "1000x1k")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """One optimizer with fixed hyperparameters, and the bytes per element its step must move.
+
+    ``n_read`` arrays are read per element (params, grads and the state) and ``n_write`` written
+    back (params and the state); the grads are only read. The learning rate is small so that
+    parameters drift slowly over the many thousands of timed steps.
+    """
+
+    name: str
+    description: str
+    family: str                     # "sgd" or "adam"
+    n_read: int
+    n_write: int
+    lr: float = 1e-4
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+    betas: tuple = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    amsgrad: bool = False
+    decoupled_weight_decay: bool = False
+
+    def bytes_per_element(self, dtype):
+        return (self.n_read + self.n_write) * np.dtype(dtype).itemsize
+
+
+OPTIMIZERS = {
+    c.name: c for c in (
+        OptimizerConfig("sgd", "SGD, momentum 0.9", "sgd", 3, 2, momentum=0.9),
+        OptimizerConfig("adam", "Adam", "adam", 4, 3),
+        OptimizerConfig("amsgrad", "Adam, amsgrad=True", "adam", 5, 4, amsgrad=True),
+        OptimizerConfig("adamw", "AdamW, weight_decay=1e-2", "adam", 4, 3, weight_decay=1e-2,
+                        decoupled_weight_decay=True),
+    )
+}
+
+DTYPES = ("float32", "float64")
+
+# Peer order in the tables; "fastoptim" (functional) and the bound always run.
+PEER_ORDER = ("bound", "fastoptim", "fastoptim-class", "numpy", "numpy-blocked",
+              "torch-forloop", "torch-foreach", "torch-fused", "optax")
+OPTIONAL_PEERS = PEER_ORDER[2:]
+
+
+class BenchError(Exception):
+    """A problem with the request or the environment, reported as a message and exit status 2."""
+
+
+# ----------------------------------------------------------------------------------------------
+# the bandwidth bound
+# ----------------------------------------------------------------------------------------------
+
+class StreamBound(_bench_peers.Peer):
+    """The bandwidth bound: ``fastoptim._stream`` moving the optimizer's bytes over the same shapes.
+
+    For an optimizer that reads ``k`` arrays and writes ``k - 1`` back, it holds ``k`` arrays per
+    workload shape and each step reads all of them and writes ``k - 1`` in place (see
+    ``_stream_impl.pxi``), split over the threads exactly as the optimizer kernels split their work.
+    """
+
+    name = "bound"
+    label = "bound (stream)"
+
+    def __init__(self, case):
+        from fastoptim._stream import StreamPlan
+
+        rng = np.random.default_rng(1)
+        groups = []
+        for shape in case.shapes:
+            arrays = []
+            for _ in range(case.config.n_read):
+                a = rng.random(shape, dtype=case.dtype)
+                a += 1.0                         # values in [1, 2): no subnormals, see _stream_impl.pxi
+                arrays.append(a)
+            groups.append(tuple(arrays))
+        self.plan = StreamPlan(groups)
+        self.threads = 1
+        self.params = []
+
+    def step(self):
+        self.plan.run(self.threads)
+
+
+# ----------------------------------------------------------------------------------------------
+# measuring
+# ----------------------------------------------------------------------------------------------
+
+def check_agreement(params, reference, initial):
+    """How far ``params`` are from ``reference``, in units of the allowed error (<= 1 agrees).
+
+    The allowed error per element is 2 ulps of the reference value plus 0.1% of the reference
+    update (``reference - initial``): tight enough that a peer that skips or mangles the update
+    (of size ``lr``, thousands of ulps) fails, loose enough for a different but correct rounding
+    order (NumPy has no fused multiply-add; optax bias-corrects in another order).
+
+    Returns
+    -------
+    float
+        The largest error divided by its allowance; ``inf`` for a shape mismatch or a NaN.
+    """
+    worst = 0.0
+    if len(params) != len(reference):
+        return math.inf
+    for p, r, p0 in zip(params, reference, initial):
+        p = np.asarray(p)
+        if p.shape != r.shape:
+            return math.inf
+        r64 = r.astype(np.float64)
+        allowed = (2.0 * np.spacing(np.abs(r)).astype(np.float64)
+                   + 1e-3 * np.abs(r64 - p0.astype(np.float64)))
+        err = np.abs(p.astype(np.float64) - r64)
+        if np.isnan(err).any():
+            return math.inf
+        if err.size:
+            worst = max(worst, float(np.max(err / allowed)))
+    return worst
+
+
+def _set_threads(n):
+    fastoptim.set_num_threads(n)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
+def _time_steps(peer, n_steps):
+    step = peer.step
+    start = time.perf_counter()
+    for _ in range(n_steps):
+        step()
+    peer.sync()
+    return (time.perf_counter() - start) / n_steps
+
+
+def _calibrate(peer, min_time, max_steps=1_000_000):
+    """Steps per repetition so that one repetition lasts about ``min_time`` seconds."""
+    one = min(_time_steps(peer, 1), _time_steps(peer, 1))
+    if one <= 0:
+        return max_steps
+    return int(min(max_steps, max(1, math.ceil(min_time / one))))
+
+
+def _summary(times):
+    times = sorted(times)
+    if len(times) >= 2:
+        q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive")
+    else:
+        q1 = q3 = times[0]
+    return {"median_s": statistics.median(times), "q1_s": q1, "q3_s": q3,
+            "min_s": times[0], "max_s": times[-1]}
+
+
+def _estimate_bytes(case_elements, itemsize, config, peer_names):
+    """A generous estimate of the memory one cell holds (to refuse a run that cannot fit)."""
+    per_peer = {
+        "fastoptim": config.n_write, "fastoptim-class": config.n_write,
+        "numpy": config.n_write + 1 + (config.weight_decay != 0),
+        "numpy-blocked": config.n_write,
+        "torch-forloop": config.n_write + 1, "torch-foreach": config.n_write + 3,
+        "torch-fused": config.n_write, "optax": 2 * config.n_write + 1,
+    }
+    arrays = 2 + config.n_read                  # initial params, grads, the bound's arrays
+    arrays += sum(per_peer[name] for name in peer_names)
+    return case_elements * itemsize * arrays
+
+
+def _available_memory():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _log(message, quiet):
+    if not quiet:
+        print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def run_cell(workload, config, dtype, threads, peer_names, *, quick=False, repeats=5,
+             min_time=0.1, quiet=False):
+    """Measure one workload x optimizer x dtype for every thread count.
+
+    Returns
+    -------
+    results : list of dict
+        One record per thread count and peer (the bound included), with the raw per-step times.
+    problems : list of dict
+        Peers that could not be built or run (``reason``) or that disagree with fastoptim
+        (``mismatch``, the error in allowances).
+    """
+    case = Case(workload.get_shapes(quick), dtype, config)
+    problems = []
+    peers = [StreamBound(case), make_peer("fastoptim", case)]
+    for name in peer_names:
+        try:
+            peers.append(make_peer(name, case))
+        except Exception as exc:  # an optional library refusing a configuration (e.g. a dtype)
+            problems.append({"peer": name, "kind": "skipped",
+                             "reason": f"{type(exc).__name__}: {exc}"})
+
+    # Two verification steps from the same start: they also warm every peer up.
+    _set_threads(max(threads))
+    peers[0].threads = max(threads)
+    verified = {}
+    alive = []
+    for peer in peers:
+        try:
+            peer.step()
+            peer.step()
+            peer.sync()
+        except Exception as exc:
+            if peer.name in ("bound", "fastoptim"):
+                raise
+            problems.append({"peer": peer.name, "kind": "skipped",
+                             "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        alive.append(peer)
+    peers = alive
+    reference = peers[1].numpy_params()
+    for peer in peers[2:]:
+        error = check_agreement(peer.numpy_params(), reference, case.init_params)
+        verified[peer.name] = error
+        if not error <= 1.0:
+            problems.append({"peer": peer.name, "kind": "mismatch",
+                             "error": error if math.isfinite(error) else None,
+                             "reason": f"parameters after 2 steps differ from fastoptim's by "
+                                       f"{error:.3g}x the allowed error"})
+
+    bytes_per_element = config.bytes_per_element(dtype)
+    results = []
+    for n_threads in threads:
+        _set_threads(n_threads)
+        peers[0].threads = n_threads
+        for peer in peers:
+            peer.step()
+            peer.sync()
+        steps = [_calibrate(peer, min_time) for peer in peers]
+        times = [[] for _ in peers]
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(repeats):
+                for k, peer in enumerate(peers):
+                    times[k].append(_time_steps(peer, steps[k]))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        for k, peer in enumerate(peers):
+            record = {
+                "workload": workload.name, "optimizer": config.name, "dtype": np.dtype(dtype).name,
+                "threads": n_threads, "peer": peer.name, "label": peer.label,
+                "n_arrays": len(case.shapes), "n_elements": case.n_elements,
+                "bytes_per_element": bytes_per_element,
+                "steps_per_repeat": steps[k], "times_s": times[k],
+            }
+            record.update(_summary(times[k]))
+            if peer.name != "bound":
+                # error in allowances (None: shapes differ or NaN); fastoptim is the reference
+                error = verified.get(peer.name, 0.0)
+                record["agrees"] = error <= 1.0
+                record["agreement_error"] = error if math.isfinite(error) else None
+            results.append(record)
+        _log(f"  threads={n_threads}: " + ", ".join(
+            f"{peer.name} {statistics.median(t) * 1e3:.3g} ms" for peer, t in zip(peers, times)),
+            quiet)
+    del peers, case
+    gc.collect()
+    return results, problems
+
+
+def _derive(results):
+    """Add throughput, percent of bound and speedups to every record, in place."""
+    cells = {}
+    for r in results:
+        cells.setdefault((r["workload"], r["optimizer"], r["dtype"], r["threads"]), {})[r["peer"]] = r
+    for cell in cells.values():
+        bound = cell.get("bound")
+        fo = cell.get("fastoptim")
+        cls = cell.get("fastoptim-class")
+        for r in cell.values():
+            t = r["median_s"]
+            r["melem_per_s"] = r["n_elements"] / t / 1e6
+            r["gb_per_s"] = r["n_elements"] * r["bytes_per_element"] / t / 1e9
+            r["pct_of_bound"] = 100.0 * bound["median_s"] / t if bound else None
+            r["iqr_pct"] = 100.0 * (r["q3_s"] - r["q1_s"]) / t
+            # how many times faster fastoptim is than this peer (> 1: fastoptim wins)
+            r["fastoptim_speedup"] = t / fo["median_s"] if fo else None
+            r["class_speedup"] = t / cls["median_s"] if cls else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Python overhead of opt.step()
+# ----------------------------------------------------------------------------------------------
+
+OVERHEAD_TARGET_FIXED_US = 50.0
+OVERHEAD_TARGET_PER_ARRAY_US = 0.3
+
+
+def measure_overhead(peer_names=("fastoptim-class", "fastoptim", "torch-fused"),
+                     optimizers=("sgd", "adam"), counts=(1, 1000), repeats=5, min_time=0.05):
+    """The fixed and per-array cost of one step on 1-element float32 params.
+
+    A step over ``counts[-1]`` one-element arrays and over ``counts[0]`` of them moves almost no
+    data, so their times are the Python and call overhead: the per-array cost is the slope between
+    the two, the fixed cost the intercept. Each is the fastest of the interleaved repetitions (as
+    ``timeit`` advises for pure CPU work: load from other processes only ever adds time). One
+    thread. Peers that cannot run here are left out.
+
+    Returns
+    -------
+    list of dict
+        One record per optimizer and peer: ``fixed_us``, ``per_array_us``, the raw medians, and
+        (for fastoptim's class) whether it meets the target of 50 us + 0.3 us per array.
+    """
+    records = []
+    _set_threads(1)
+    for opt_name in optimizers:
+        config = OPTIMIZERS[opt_name]
+        peers = []
+        for name in peer_names:
+            if name != "fastoptim" and unavailable_reason(name) is not None:
+                continue
+            built = []
+            for count in counts:
+                case = Case([(1,)] * count, np.float32, config)
+                peer = make_peer(name, case)
+                for _ in range(3):
+                    peer.step()
+                built.append(peer)
+            peers.append((name, built))
+        plan = [(name, count, peer, _calibrate(peer, min_time))
+                for name, built in peers for count, peer in zip(counts, built)]
+        times = {(name, count): [] for name, count, _, _ in plan}
+        gc.disable()
+        try:
+            for _ in range(repeats):
+                for name, count, peer, steps in plan:
+                    times[name, count].append(_time_steps(peer, steps))
+        finally:
+            gc.enable()
+        for name, built in peers:
+            best = [min(times[name, c]) for c in counts]
+            per_array = (best[-1] - best[0]) / (counts[-1] - counts[0])
+            fixed = best[0] - per_array * counts[0]
+            record = {"optimizer": opt_name, "peer": name, "counts": list(counts),
+                      "min_step_s": best,
+                      "median_step_s": [statistics.median(times[name, c]) for c in counts],
+                      "times_s": [times[name, c] for c in counts],
+                      "fixed_us": fixed * 1e6, "per_array_us": per_array * 1e6}
+            if name == "fastoptim-class":
+                record["meets_target"] = bool(fixed * 1e6 < OVERHEAD_TARGET_FIXED_US
+                                              and per_array * 1e6 < OVERHEAD_TARGET_PER_ARRAY_US)
+            records.append(record)
+    return records
+
+
+# ----------------------------------------------------------------------------------------------
+# the machine
+# ----------------------------------------------------------------------------------------------
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _cpu_model():
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _l3_cache():
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        entries = sorted(os.listdir(base))
+    except OSError:
+        return None
+    for entry in entries:
+        if _read(os.path.join(base, entry, "level")) == "3":
+            return _read(os.path.join(base, entry, "size"))
+    return None
+
+
+def _memory_total():
+    text = _read("/proc/meminfo") or ""
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def _usable_cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def machine_info():
+    """CPU, cores, caches, memory, load and library versions, for the JSON output."""
+    from fastoptim._config import config_dict
+
+    info = {
+        "cpu_model": _cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": _usable_cores(),
+        "l3_cache": _l3_cache(),
+        "memory_total_bytes": _memory_total(),
+        "memory_available_bytes": _available_memory(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "fastoptim": config_dict(),
+    }
+    # versions from the installed metadata: no import of a library the run does not use
+    from importlib import metadata
+
+    for module in ("torch", "jax", "optax"):
+        try:
+            info[module] = metadata.version(module)
+        except metadata.PackageNotFoundError:
+            info[module] = None
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch_parallel_info"] = torch.__config__.parallel_info()
+    info["environment"] = {k: os.environ[k] for k in sorted(os.environ)
+                           if k.startswith(("OMP_", "GOMP_", "KMP_", "MKL_", "XLA_"))}
+    return info
+
+
+# ----------------------------------------------------------------------------------------------
+# output
+# ----------------------------------------------------------------------------------------------
+
+TABLE_HEADERS = ("workload", "optimizer", "dtype", "threads", "peer", "ms/step", "IQR %",
+                 "Melem/s", "GB/s", "% bound", "fo speedup", "class speedup")
+
+
+def _fmt(value, digits=3):
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{value:,.{decimals}f}"
+
+
+def table_rows(results):
+    """The table's rows (strings), in PEER_ORDER within each cell."""
+    order = {name: k for k, name in enumerate(PEER_ORDER)}
+    has_class = any(r["peer"] == "fastoptim-class" for r in results)
+    rows = []
+    for r in sorted(results, key=lambda r: (list(WORKLOADS).index(r["workload"]),
+                                            list(OPTIMIZERS).index(r["optimizer"]),
+                                            r["dtype"], r["threads"], order[r["peer"]])):
+        peer = r["peer"] + ("" if r.get("agrees", True) else " (MISMATCH)")
+        row = [r["workload"], r["optimizer"], r["dtype"], str(r["threads"]), peer,
+               _fmt(r["median_s"] * 1e3), f"{r['iqr_pct']:.1f}", _fmt(r["melem_per_s"]),
+               _fmt(r["gb_per_s"]),
+               "-" if r["pct_of_bound"] is None else f"{r['pct_of_bound']:.0f}",
+               "-" if r["peer"] == "bound" else _fmt(r["fastoptim_speedup"]),
+               "-" if r["peer"] == "bound" else _fmt(r["class_speedup"])]
+        rows.append(row if has_class else row[:-1])
+    headers = list(TABLE_HEADERS if has_class else TABLE_HEADERS[:-1])
+    return headers, rows
+
+
+def format_table(results, fmt="text"):
+    """The results table as plain text or as a reStructuredText simple table."""
+    headers, rows = table_rows(results)
+    widths = [max(len(h), *(len(row[k]) for row in rows)) if rows else len(h)
+              for k, h in enumerate(headers)]
+    numeric = [k >= 5 or k == 3 for k in range(len(headers))]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if num else c.ljust(w)
+                         for c, w, num in zip(cells, widths, numeric)).rstrip()
+
+    if fmt == "rst":
+        rule = "  ".join("=" * w for w in widths)
+        return "\n".join([rule, line(headers), rule, *(line(r) for r in rows), rule])
+    out = [line(headers), "  ".join("-" * w for w in widths)]
+    previous = None
+    for row in rows:
+        cell = tuple(row[:4])
+        if previous is not None and cell != previous:
+            out.append("")
+        out.append(line(row))
+        previous = cell
+    return "\n".join(out)
+
+
+def _target_peer(cell):
+    return cell.get("fastoptim-class") or cell.get("fastoptim")
+
+
+def targets(results, threads=2):
+    """Issue 6's targets (float32, ``threads`` threads) checked against measured results."""
+    cells = {}
+    for r in results:
+        if r["dtype"] == "float32" and r["threads"] == threads:
+            cells.setdefault((r["workload"], r["optimizer"]), {})[r["peer"]] = r
+    checks = []
+    for (workload, optimizer), cell in sorted(cells.items()):
+        if optimizer not in ("sgd", "adam"):
+            continue
+        ours = _target_peer(cell)
+        fused = cell.get("torch-fused")
+        if fused:
+            goal = 3.0 if workload == "1000x1k" else 1.0
+            ratio = fused["median_s"] / ours["median_s"]
+            checks.append({"workload": workload, "optimizer": optimizer, "path": ours["peer"],
+                           "target": f">= {goal:g}x torch fused", "measured": ratio,
+                           "met": ratio >= goal})
+        if workload in ("10M", "100M"):
+            pct = ours["pct_of_bound"]
+            checks.append({"workload": workload, "optimizer": optimizer, "path": ours["peer"],
+                           "target": ">= 85% of bound", "measured": pct, "met": pct >= 85.0})
+        if "numpy" in cell:
+            ratio = cell["numpy"]["median_s"] / ours["median_s"]
+            checks.append({"workload": workload, "optimizer": optimizer, "path": ours["peer"],
+                           "target": ">= 10x numpy", "measured": ratio, "met": ratio >= 10.0})
+    return checks
+
+
+def format_report(report, fmt="text"):
+    """Everything the command prints: machine, table, targets, overhead, problems."""
+    m = report["machine"]
+    cfg = m["fastoptim"]
+    lines = [
+        f"fastoptim {cfg['fastoptim']} ({cfg['kernel_variant']} kernels, OpenMP "
+        f"{'on' if cfg['openmp'] else 'off'}), numpy {m['numpy']}, torch {m['torch'] or '-'}, "
+        f"optax {m['optax'] or '-'}",
+        f"{m['cpu_model']}, {m['usable_cpus']} usable CPUs, L3 {m['l3_cache'] or '?'}, "
+        f"{(m['memory_total_bytes'] or 0) / 2**30:.0f} GiB; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in report['load_average_start'] or [])}, at end "
+        f"{', '.join(f'{x:.2f}' for x in report['load_average_end'] or [])}",
+        f"{report['settings']['repeats']} interleaved repetitions of >= "
+        f"{report['settings']['min_time_s']} s each; median, IQR as % of it. "
+        "speedup: peer time / fastoptim time.",
+        "",
+        format_table(report["results"], fmt),
+    ]
+    if report["targets"]:
+        lines += ["", "Targets (issue 6; float32, 2 threads; fastoptim path: "
+                      f"{report['targets'][0]['path']}):"]
+        for c in report["targets"]:
+            value = (f"{c['measured']:.0f}%" if "%" in c["target"] else f"{c['measured']:.3g}x")
+            lines.append(f"  {c['workload']:8} {c['optimizer']:5} {c['target']:22} {value:>8}  "
+                         f"{'ok' if c['met'] else 'MISSED'}")
+    if report["overhead"]:
+        lines += ["", "step() overhead on 1-element float32 params, 1 thread, fastest repetition "
+                      f"(fixed + per array; target for opt.step(): < {OVERHEAD_TARGET_FIXED_US:g} us"
+                      f" + {OVERHEAD_TARGET_PER_ARRAY_US:g} us per array):"]
+        for o in report["overhead"]:
+            verdict = ""
+            if "meets_target" in o:
+                verdict = "  meets target" if o["meets_target"] else "  MISSES target"
+            lines.append(f"  {o['optimizer']:5} {o['peer']:16} {o['fixed_us']:8.1f} us + "
+                         f"{o['per_array_us']:6.3f} us/array  (1 array: "
+                         f"{o['min_step_s'][0] * 1e6:.1f} us, {o['counts'][-1]} arrays: "
+                         f"{o['min_step_s'][-1] * 1e6:.0f} us){verdict}")
+    if report["problems"]:
+        lines += ["", "Problems:"]
+        for p in report["problems"]:
+            where = f"{p['workload']} {p['optimizer']} {p['dtype']}"
+            lines.append(f"  {p['peer']} ({where}): {p['kind']}: {p['reason']}")
+    return "\n".join(lines)
+
+
+def plot(report, path):
+    """Throughput (M elements/s, log scale) per peer and thread count, the bound as a line.
+
+    One panel per workload (columns) and optimizer x dtype (rows).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    results = report["results"]
+    workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in results)]
+    combos = [(o, d) for o in OPTIMIZERS for d in DTYPES
+              if any(r["optimizer"] == o and r["dtype"] == d for r in results)]
+    peers = [p for p in PEER_ORDER[1:] if any(r["peer"] == p for r in results)]
+    threads = sorted({r["threads"] for r in results})
+    colors = dict(zip(PEER_ORDER[1:], plt.get_cmap("tab10").colors))
+    fig, axes = plt.subplots(len(combos), len(workloads), squeeze=False,
+                             figsize=(3.4 * len(workloads), 2.7 * len(combos) + 0.6))
+    width = 0.8 / max(1, len(peers))
+    for i, (opt, dtype) in enumerate(combos):
+        for j, workload in enumerate(workloads):
+            ax = axes[i][j]
+            cell = {(r["peer"], r["threads"]): r for r in results
+                    if r["workload"] == workload and r["optimizer"] == opt and r["dtype"] == dtype}
+            for k, peer in enumerate(peers):
+                xs = [t for t in range(len(threads)) if (peer, threads[t]) in cell]
+                ys = [cell[peer, threads[t]]["melem_per_s"] for t in xs]
+                ax.bar([x - 0.4 + width * (k + 0.5) for x in xs], ys, width,
+                       color=colors[peer], label=peer)
+            for t, n in enumerate(threads):
+                if ("bound", n) in cell:
+                    ax.hlines(cell["bound", n]["melem_per_s"], t - 0.45, t + 0.45, colors="black",
+                              linewidth=1.5, label="bound" if t == 0 else None)
+            ax.set_yscale("log")
+            # plain numbers at 1, 2, 5 x 10^k: readable on panels that span less than a decade
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_xticks(range(len(threads)), [f"{n} thr" for n in threads])
+            ax.set_title(f"{workload}, {opt}, {dtype}", fontsize=9)
+            ax.tick_params(labelsize=8)
+            if j == 0:
+                ax.set_ylabel("M elements/s", fontsize=8)
+            ax.grid(axis="y", which="major", alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(5, len(labels)), fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------
+# the command
+# ----------------------------------------------------------------------------------------------
+
+def default_threads():
+    """1, 2 and all usable cores (when there are more than 2), never more than there are."""
+    cores = _usable_cores()
+    return sorted({1, min(2, cores), cores})
+
+
+def run(workloads=DEFAULT_WORKLOADS, optimizers=tuple(OPTIMIZERS), dtypes=DTYPES, threads=None,
+        peers=None, *, quick=False, repeats=5, min_time=0.1, overhead=True, quiet=False):
+    """Run the suite and return the report (what ``--json`` writes).
+
+    Parameters
+    ----------
+    workloads, optimizers, dtypes : sequence of str
+        Keys of :data:`WORKLOADS`, :data:`OPTIMIZERS` and :data:`DTYPES`.
+    threads : sequence of int, optional
+        Thread counts; default :func:`default_threads`.
+    peers : sequence of str, optional
+        Peers besides fastoptim's functional API and the bound (which always run); default every
+        peer whose library is installed. Naming one that cannot run here raises :class:`BenchError`.
+    quick : bool
+        Tiny shapes (for tests): the numbers mean nothing, the code paths are the same.
+    repeats : int
+        Interleaved repetitions per peer.
+    min_time : float
+        Seconds one repetition of one peer should last (the step count is calibrated to it).
+    overhead : bool
+        Also measure the per-step Python overhead (:func:`measure_overhead`).
+    quiet : bool
+        No progress on stderr.
+
+    Returns
+    -------
+    dict
+    """
+    threads = list(threads) if threads else default_threads()
+    if peers is None:
+        peers = [p for p in OPTIONAL_PEERS if unavailable_reason(p) is None]
+    else:
+        peers = [p for p in OPTIONAL_PEERS if p in peers]   # table order, no duplicates
+        for p in peers:
+            reason = unavailable_reason(p)
+            if reason is not None:
+                raise BenchError(f"peer {p!r} cannot run here: {reason}")
+    available = _available_memory()
+    if available is not None:
+        for w in workloads:
+            n = sum(int(np.prod(s)) for s in WORKLOADS[w].get_shapes(quick))
+            for o in optimizers:
+                for d in dtypes:
+                    need = _estimate_bytes(n, np.dtype(d).itemsize, OPTIMIZERS[o], peers)
+                    if need > 0.9 * available:
+                        raise BenchError(
+                            f"workload {w} with {o} in {d} needs about {need / 2**30:.1f} GiB "
+                            f"with these peers, but only {available / 2**30:.1f} GiB is available; "
+                            f"pick fewer peers with --peers, float32, or a smaller workload")
+
+    torch_threads = None
+    if any(p.startswith("torch-") for p in peers):
+        import torch
+
+        torch_threads = torch.get_num_threads()
+    fo_threads = fastoptim.get_num_threads()
+    report = {
+        "schema": 1,
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "settings": {
+            "workloads": {w: {"description": WORKLOADS[w].description,
+                              "shapes": [list(s) for s in WORKLOADS[w].get_shapes(quick)]}
+                          for w in workloads},
+            "optimizers": {o: asdict(OPTIMIZERS[o]) for o in optimizers},
+            "dtypes": list(dtypes), "threads": threads, "peers": ["bound", "fastoptim", *peers],
+            "repeats": repeats, "min_time_s": min_time, "quick": quick,
+            "thread_control": {
+                "fastoptim": "fastoptim.set_num_threads per thread count",
+                "torch": "torch.set_num_threads per thread count" if torch_threads else None,
+                "numpy": "single-threaded (elementwise ufuncs)",
+                "optax": ("not matched: XLA fixes its thread pool at start-up"
+                          if "optax" in peers else None),
+                "bound": "num_threads of the prange, per thread count",
+            },
+            "initial_threads": {"fastoptim": fo_threads, "torch": torch_threads},
+        },
+        "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "results": [],
+        "problems": [],
+        "overhead": [],
+    }
+    cells = [(w, o, d) for w in workloads for o in optimizers for d in dtypes]
+    try:
+        for index, (w, o, d) in enumerate(cells, 1):
+            _log(f"[{index}/{len(cells)}] {w} {o} {d}", quiet)
+            results, problems = run_cell(WORKLOADS[w], OPTIMIZERS[o], np.dtype(d), threads, peers,
+                                         quick=quick, repeats=repeats, min_time=min_time,
+                                         quiet=quiet)
+            report["results"] += results
+            for p in problems:
+                p.update(workload=w, optimizer=o, dtype=d)
+            report["problems"] += problems
+        if overhead:
+            _log("step() overhead", quiet)
+            names = [p for p in ("fastoptim-class", "fastoptim", "torch-fused")
+                     if p == "fastoptim" or p in peers]
+            report["overhead"] = measure_overhead(
+                names, optimizers=[o for o in ("sgd", "adam") if o in optimizers] or ["adam"],
+                repeats=repeats, min_time=min_time / 2)
+    finally:
+        fastoptim.set_num_threads(fo_threads)
+        if torch_threads is not None:
+            sys.modules["torch"].set_num_threads(torch_threads)
+    report["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    _derive(report["results"])
+    # the targets are about the full-size workloads; quick shapes say nothing about them
+    report["targets"] = [] if quick else targets(report["results"])
+    return report
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
+
+
+def _check_output_path(parser, option, path):
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        parser.error(f"{option} {path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        parser.error(f"{option} {path}: directory {directory} is not writeable")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m fastoptim bench",
+        description="Time fastoptim's optimizer steps against NumPy, torch.optim and optax "
+                    "(when installed) and against the memory-bandwidth bound, in one process.",
+        epilog="Workloads: " + "; ".join(f"{w.name} = {w.description}" for w in WORKLOADS.values())
+               + ". 100M is not in the default set (it needs ~10 GB with every peer).")
+    parser.add_argument("--workloads", nargs="+", metavar="NAME",
+                        choices=[*WORKLOADS, "all"],
+                        help=f"any of {', '.join(WORKLOADS)}, or all "
+                             f"(default: {' '.join(DEFAULT_WORKLOADS)}; all with --quick)")
+    parser.add_argument("--optimizers", nargs="+", metavar="NAME", choices=list(OPTIMIZERS),
+                        default=list(OPTIMIZERS),
+                        help=f"any of {', '.join(OPTIMIZERS)} (default: all)")
+    parser.add_argument("--dtypes", nargs="+", metavar="DTYPE", choices=list(DTYPES),
+                        default=list(DTYPES), help="float32 and/or float64 (default: both)")
+    parser.add_argument("--threads", nargs="+", metavar="N", type=_positive_int,
+                        help="thread counts (default: 1, 2 and all cores when there are more: "
+                             f"{' '.join(map(str, default_threads()))} here)")
+    parser.add_argument("--repeats", type=_positive_int, default=None,
+                        help="interleaved repetitions per peer (default 5; 3 with --quick)")
+    parser.add_argument("--min-time", type=_positive_float, default=None, metavar="SECONDS",
+                        help="duration of one repetition of one peer (default 0.1; 0.002 with "
+                             "--quick)")
+    parser.add_argument("--peers", nargs="+", metavar="NAME", choices=list(OPTIONAL_PEERS),
+                        help=f"peers besides fastoptim and the bound, any of "
+                             f"{', '.join(OPTIONAL_PEERS)} (default: all that are installed)")
+    parser.add_argument("--json", metavar="PATH", help="write machine details and raw timings")
+    parser.add_argument("--plot", metavar="PATH", help="write a PNG plot (needs matplotlib)")
+    parser.add_argument("--format", choices=("text", "rst"), default="text",
+                        help="table format on stdout (rst: a reStructuredText simple table)")
+    parser.add_argument("--no-overhead", action="store_true",
+                        help="skip the step() overhead measurement")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes and short repetitions, to check that everything runs")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.add_argument("--load", metavar="PATH",
+                        help="do not run: print the report (and write --plot) from a file "
+                             "written by --json")
+    return parser
+
+
+def main(argv=None):
+    """``python -m fastoptim bench``; returns the exit status (1 when a peer disagrees)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.workloads is None:
+        # quick shapes are tiny: check every workload's code path
+        workloads = list(WORKLOADS) if args.quick else list(DEFAULT_WORKLOADS)
+    elif "all" in args.workloads:
+        workloads = list(WORKLOADS)
+    else:
+        workloads = list(dict.fromkeys(args.workloads))
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            _check_output_path(parser, option, path)
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install matplotlib")
+    repeats = args.repeats or (3 if args.quick else 5)
+    min_time = args.min_time or (0.002 if args.quick else 0.1)
+    if args.load:
+        try:
+            with open(args.load) as f:
+                report = json.load(f)
+        except (OSError, ValueError) as exc:
+            parser.error(f"--load {args.load}: {exc}")
+        if not isinstance(report, dict) or report.get("schema") != 1 or "results" not in report:
+            parser.error(f"--load {args.load}: not a report written by --json")
+        print(format_report(report, args.format))
+        if args.plot:
+            plot(report, args.plot)
+        return 0
+    try:
+        report = run(workloads, list(dict.fromkeys(args.optimizers)), list(dict.fromkeys(args.dtypes)),
+                     list(dict.fromkeys(args.threads)) if args.threads else None, args.peers,
+                     quick=args.quick, repeats=repeats, min_time=min_time,
+                     overhead=not args.no_overhead, quiet=args.quiet)
+    except BenchError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
+    print(format_report(report, args.format))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+            f.write("\n")
+    if args.plot:
+        plot(report, args.plot)
+    mismatches = [p for p in report["problems"] if p["kind"] == "mismatch"]
+    if mismatches:
+        print(f"{parser.prog}: {len(mismatches)} peer result(s) disagree with fastoptim "
+              "(see Problems above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
