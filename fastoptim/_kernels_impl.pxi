@@ -22,7 +22,6 @@ from cython cimport floating
 from cython.parallel cimport prange
 from libc.math cimport fma, fmaf, sqrt, sqrtf, pow, fabs
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcmp
 from cpython.long cimport PyLong_Check
 cimport numpy as cnp
 
@@ -378,10 +377,16 @@ cdef cnp.ndarray _check_param(object obj, str name, Py_ssize_t i):
 
 
 cdef inline bint _same_shape(cnp.ndarray a, cnp.ndarray b) noexcept:
-    cdef int nd = cnp.PyArray_NDIM(a)
+    # a plain loop: shapes have one or two dimensions, where a memcmp call costs more than it saves
+    cdef int nd = cnp.PyArray_NDIM(a), k
+    cdef cnp.npy_intp* da = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp* db = cnp.PyArray_DIMS(b)
     if nd != cnp.PyArray_NDIM(b):
         return False
-    return nd == 0 or memcmp(cnp.PyArray_DIMS(a), cnp.PyArray_DIMS(b), nd * sizeof(cnp.npy_intp)) == 0
+    for k in range(nd):
+        if da[k] != db[k]:
+            return False
+    return True
 
 
 cdef cnp.ndarray _check_like(object obj, cnp.ndarray param, str name, Py_ssize_t i, bint is_grad):
