@@ -15,6 +15,8 @@ everything before it changes anything and copies what it loads.
 import functools
 import math
 import numbers
+import signal
+import threading
 import types
 import warnings
 import weakref
@@ -144,32 +146,81 @@ def _with_step_hooks(func):
             return func(*args, **kwargs)
         self._in_step = True
         try:
-            for pre_hook in chain(
-                _global_optimizer_pre_hooks.values(), self._optimizer_step_pre_hooks.values()
-            ):
-                result = pre_hook(self, args, kwargs)
-                if result is not None:
-                    if isinstance(result, tuple) and len(result) == 2:
-                        args, kwargs = result
-                    else:
-                        raise RuntimeError(
-                            f"{func} must return None or a tuple of (new_args, new_kwargs), "
-                            f"but got {result}."
-                        )
-            out = func(*args, **kwargs)
-            for post_hook in chain(
-                self._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values()
-            ):
-                post_hook(self, args, kwargs)
-            # Counted only once the step and its post-hooks completed: a step that raises
-            # (a bad gradient, a failing closure or hook) has not happened.
-            self._step_count += 1
-            return out
+            with _DeferredInterrupt():
+                return _run_step(self, func, args, kwargs)
         finally:
             self._in_step = False
 
     step._fastoptim_hooked = True
     return step
+
+
+def _run_step(self, func, args, kwargs):
+    """The step with its hooks and the ``_step_count`` bookkeeping (see ``_with_step_hooks``)."""
+    for pre_hook in chain(
+        _global_optimizer_pre_hooks.values(), self._optimizer_step_pre_hooks.values()
+    ):
+        result = pre_hook(self, args, kwargs)
+        if result is not None:
+            if isinstance(result, tuple) and len(result) == 2:
+                args, kwargs = result
+            else:
+                raise RuntimeError(
+                    f"{func} must return None or a tuple of (new_args, new_kwargs), "
+                    f"but got {result}."
+                )
+    out = func(*args, **kwargs)
+    for post_hook in chain(
+        self._optimizer_step_post_hooks.values(), _global_optimizer_post_hooks.values()
+    ):
+        post_hook(self, args, kwargs)
+    # Counted only once the step and its post-hooks completed: a step that raises
+    # (a bad gradient, a failing closure or hook) has not happened.
+    self._step_count += 1
+    return out
+
+
+class _DeferredInterrupt:
+    """Hold Ctrl-C back while a step runs, and deliver it as soon as the step returns.
+
+    A step updates its param groups one kernel call after another, and Adam then stores each
+    parameter's new step count. A KeyboardInterrupt raised in between (Python raises it at the
+    first bytecode after the signal, e.g. right after a long kernel call) would leave a step half
+    applied: some groups or step counts updated and others not, which a ``except
+    KeyboardInterrupt: save()`` would then checkpoint as if it were a real state. While a step
+    runs, SIGINT therefore only records that it arrived; the original handler runs (and raises
+    KeyboardInterrupt) right after the step, which is never more than one step late.
+
+    Only the main thread receives Python signals, so other threads are not concerned; a handler
+    that was not installed from Python (``signal.getsignal`` gives None) cannot be restored and is
+    left alone.
+    """
+
+    __slots__ = ("previous", "pending")
+
+    def __enter__(self):
+        self.previous = None
+        self.pending = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is not None:
+                signal.signal(signal.SIGINT, self._record)
+                self.previous = previous
+        return self
+
+    def _record(self, signum, frame):
+        self.pending = (signum, frame)
+
+    def __exit__(self, *exc_info):
+        previous = self.previous
+        if previous is None:
+            return False
+        signal.signal(signal.SIGINT, previous)
+        if self.pending is not None and callable(previous):
+            previous(*self.pending)  # default_int_handler raises KeyboardInterrupt here
+        elif self.pending is not None and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+        return False
 
 
 def _snapshot(value):
