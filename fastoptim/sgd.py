@@ -205,7 +205,8 @@ class SGD(Optimizer):
 
         Returns
         -------
-        The closure's return value, or None without a closure.
+        loss : object or None
+            The closure's return value, or None without a closure.
         """
         loss = None
         if closure is not None:
