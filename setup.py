@@ -181,6 +181,7 @@ def _extensions():
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     exts = [
         Extension("fastoptim._runtime", ["fastoptim/_runtime.pyx"], include_dirs=include, define_macros=macros),
+        Extension("fastoptim._state_gather", ["fastoptim/_state_gather.pyx"]),
         Extension("fastoptim._kernels_baseline", ["fastoptim/_kernels_baseline.pyx"],
                   include_dirs=include, define_macros=macros),
         # the benchmark suite's bandwidth kernel, one per ISA level like the kernels (fastoptim/_stream.py)

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from fastoptim import _state_gather
 from fastoptim import functional as _functional
 from fastoptim.optimizer import (
     Optimizer,
@@ -270,16 +271,13 @@ class Adam(Optimizer):
                 "maximize": bool(group["maximize"]),
                 "decoupled_weight_decay": bool(group["decoupled_weight_decay"]),
             }
-            param_states = [state.get(p) for p in params]
-            try:
-                # Every parameter already has its state: the common case, gathered with list
-                # comprehensions (the per-parameter cost is most of the Python overhead here).
-                state_steps = [s["step"] for s in param_states]
-                exp_avgs = [s["exp_avg"] for s in param_states]
-                exp_avg_sqs = [s["exp_avg_sq"] for s in param_states]
-                max_exp_avg_sqs = [s["max_exp_avg_sq"] for s in param_states] if amsgrad else []
+            gathered = _state_gather.adam_state(params, state, amsgrad)
+            if gathered is not None:
+                # Every parameter already has its state: the common case, gathered in C.
+                param_states, state_steps, exp_avgs, exp_avg_sqs, max_exp_avg_sqs = gathered
                 fresh = ()
-            except (KeyError, TypeError):
+            else:
+                param_states = [state.get(p) for p in params]
                 state_steps, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, fresh = _gather_adam_state(
                     group_index, group, params, param_states, amsgrad
                 )
@@ -319,8 +317,7 @@ class Adam(Optimizer):
                     if param_state:
                         param_state["step"] = step
             else:
-                for param_state, step in zip(param_states, state_steps):
-                    param_state["step"] = step
+                _state_gather.store_steps(param_states, state_steps)
         return loss
 
 

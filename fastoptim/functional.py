@@ -188,7 +188,7 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, 
 
 def adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, amsgrad, beta1,
           beta2, lr, weight_decay, eps, maximize):
-    r"""One AdamW step: :func:`adam` with ``decoupled_weight_decay=True``.
+    r"""One AdamW step: :func:`~fastoptim.functional.adam` with ``decoupled_weight_decay=True``.
 
     The decay multiplies the parameter by :math:`1 - \gamma\lambda` before the moment updates
     (torch's order), instead of adding :math:`\lambda\theta` to the gradient.

@@ -26,6 +26,7 @@ from itertools import chain
 
 import numpy as np
 
+from fastoptim import _state_gather
 from fastoptim.parameter import Parameter, _describe
 
 __all__ = [
@@ -368,8 +369,8 @@ class Optimizer:
         """Register a hook called before every ``step()`` of this optimizer.
 
         ``hook(optimizer, args, kwargs) -> None or (new_args, new_kwargs)``; ``args[0]`` is the
-        optimizer. Global pre-hooks (:func:`register_optimizer_step_pre_hook`) run first.
-        Returns a :class:`RemovableHandle`.
+        optimizer. Global pre-hooks (:func:`~fastoptim.optimizer.register_optimizer_step_pre_hook`) run first.
+        Returns a :class:`~fastoptim.optimizer.RemovableHandle`.
         """
         handle = RemovableHandle(self._optimizer_step_pre_hooks)
         self._optimizer_step_pre_hooks[handle.id] = hook
@@ -379,7 +380,7 @@ class Optimizer:
         """Register a hook called after every ``step()`` of this optimizer.
 
         ``hook(optimizer, args, kwargs) -> None``. Global post-hooks run after the instance's.
-        Returns a :class:`RemovableHandle`.
+        Returns a :class:`~fastoptim.optimizer.RemovableHandle`.
         """
         handle = RemovableHandle(self._optimizer_step_post_hooks)
         self._optimizer_step_post_hooks[handle.id] = hook
@@ -389,14 +390,14 @@ class Optimizer:
         """Register ``hook(optimizer) -> None``, called at the start of :meth:`state_dict`.
 
         With ``prepend=True`` it runs before the hooks already registered.
-        Returns a :class:`RemovableHandle`.
+        Returns a :class:`~fastoptim.optimizer.RemovableHandle`.
         """
         return self._register(self._optimizer_state_dict_pre_hooks, hook, prepend)
 
     def register_state_dict_post_hook(self, hook, prepend=False):
         """Register ``hook(optimizer, state_dict) -> state_dict or None``, run by :meth:`state_dict`.
 
-        A returned dict replaces the state dict. Returns a :class:`RemovableHandle`.
+        A returned dict replaces the state dict. Returns a :class:`~fastoptim.optimizer.RemovableHandle`.
         """
         return self._register(self._optimizer_state_dict_post_hooks, hook, prepend)
 
@@ -404,14 +405,14 @@ class Optimizer:
         """Register ``hook(optimizer, state_dict) -> state_dict or None``, run before loading.
 
         The hook receives a shallow copy of the dict given to :meth:`load_state_dict`; a returned
-        dict replaces it. Returns a :class:`RemovableHandle`.
+        dict replaces it. Returns a :class:`~fastoptim.optimizer.RemovableHandle`.
         """
         return self._register(self._optimizer_load_state_dict_pre_hooks, hook, prepend)
 
     def register_load_state_dict_post_hook(self, hook, prepend=False):
         """Register ``hook(optimizer) -> None``, called after :meth:`load_state_dict` succeeded.
 
-        Returns a :class:`RemovableHandle`.
+        Returns a :class:`~fastoptim.optimizer.RemovableHandle`.
         """
         return self._register(self._optimizer_load_state_dict_post_hooks, hook, prepend)
 
@@ -605,15 +606,16 @@ class Optimizer:
         collected = []
         for group_index, group in enumerate(self.param_groups):
             group_params = group["params"]
+            if type(group_params) is not list:  # a user may have stored a tuple
+                group_params = list(group_params)
             try:
-                params = [p for p in group_params if p._grad is not None]
+                params, grads = _state_gather.with_grads(group_params)
             except AttributeError:
                 for index, p in enumerate(group_params):
                     _check_param(p, index, group_index)
                 raise
             if not params:
                 continue
-            grads = [p._grad for p in params]
             if len(set(params)) != len(params):
                 params, grads = _first_occurrences(params, grads)
             collected.append((group_index, group, params, grads))

@@ -225,7 +225,7 @@ class SGD(Optimizer):
                 "maximize": bool(group["maximize"]),
             }
             if momentum != 0:
-                param_states = [state.get(p) for p in params]
+                param_states = list(map(state.get, params))
                 buffers = [s.get("momentum_buffer") if s else None for s in param_states]
                 fresh = [i for i, b in enumerate(buffers) if b is None]
             else:
