@@ -130,7 +130,7 @@ def test_resume_is_bit_for_bit(tmp_path):
     assert f"python -m fastoptim demo --resume --out {split}" in b1.stdout
     assert fo.load(split / demo.CHECKPOINT_NAME)["step"] == 33
     b2 = cli("demo", "--resume", "--threads", "2", "--no-plot", "--out", str(split), check_rc=0)
-    assert f"at step 33/80" in b2.stdout
+    assert "at step 33/80" in b2.stdout
     assert progress_steps(b2.stdout) == [40, 50, 60, 70, 80]
 
     assert final_digest(b2.stdout) == final_digest(a.stdout)

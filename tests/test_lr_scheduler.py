@@ -11,7 +11,6 @@ Without torch, the golden sequences in ``tests/golden/lr_sequences.json`` (gener
 are checked instead, and resuming from state dicts is checked against uninterrupted runs.
 """
 import copy
-import importlib.util
 import inspect
 import json
 import re
@@ -25,11 +24,7 @@ import pytest
 
 from fastoptim import lr_scheduler
 
-_GOLDEN_DIR = Path(__file__).with_name("golden")
-_spec = importlib.util.spec_from_file_location("make_lr_golden", _GOLDEN_DIR / "make_lr_golden.py")
-golden = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("make_lr_golden", golden)
-_spec.loader.exec_module(golden)
+import make_lr_golden as golden  # tests/golden, on sys.path via conftest.py
 
 CASES = golden.CASES
 GOLDEN_CASES = [case for case in CASES if case.golden]
@@ -57,17 +52,6 @@ def first_difference(expected, actual):
         if canonical(a) != canonical(b):
             return index, a, b
     return len(expected), len(expected), len(actual)
-
-
-@pytest.fixture(scope="module")
-def fo_backend():
-    return golden.fastoptim_backend()
-
-
-@pytest.fixture(scope="module")
-def torch_backend():
-    pytest.importorskip("torch")
-    return golden.torch_backend()
 
 
 # ---------------------------------------------------------------------------------------------

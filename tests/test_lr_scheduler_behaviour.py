@@ -6,11 +6,8 @@ give exactly the same (which keeps the literals honest).
 """
 import copy
 import functools
-import importlib.util
 import math
-import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,14 +15,7 @@ import pytest
 import fastoptim as fo
 from fastoptim import lr_scheduler
 
-_GOLDEN_DIR = Path(__file__).with_name("golden")
-if "make_lr_golden" in sys.modules:
-    golden = sys.modules["make_lr_golden"]
-else:
-    _spec = importlib.util.spec_from_file_location("make_lr_golden", _GOLDEN_DIR / "make_lr_golden.py")
-    golden = importlib.util.module_from_spec(_spec)
-    sys.modules["make_lr_golden"] = golden
-    _spec.loader.exec_module(golden)
+import make_lr_golden as golden  # tests/golden, on sys.path via conftest.py
 
 ORDER = "ORDER"
 OVERRIDDEN = "OVERRIDDEN"
@@ -37,17 +27,6 @@ _SHORT = {
     lr_scheduler.EPOCH_DEPRECATION_WARNING: EPOCH,
     lr_scheduler.GET_LR_OUTSIDE_STEP_WARNING: GET_LR,
 }
-
-
-@pytest.fixture(scope="module")
-def fo_backend():
-    return golden.fastoptim_backend()
-
-
-@pytest.fixture(scope="module")
-def torch_backend():
-    pytest.importorskip("torch")
-    return golden.torch_backend()
 
 
 def sgd(b, groups=1, **kwargs):
