@@ -4,6 +4,7 @@ peers compute what fastoptim computes, so that no peer can look slow or fast by 
 Nothing here asserts a timing.
 """
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -195,19 +196,39 @@ QUICK = ["--quick", "--workloads", "10M", "mix", "--optimizers", "sgd", "adam",
          "--dtypes", "float32", "--threads", "1", "2", "--repeats", "2", "--quiet"]
 
 
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
+    """One quick run; with matplotlib (the ``bench`` extra, not the ``test`` one) it also plots."""
     out = tmp_path_factory.mktemp("bench")
     json_path, png_path = out / "bench.json", out / "bench.png"
-    argv = QUICK + ["--json", str(json_path), "--plot", str(png_path)]
+    argv = QUICK + ["--json", str(json_path)]
+    if HAS_MATPLOTLIB:
+        argv += ["--plot", str(png_path)]
     status = bench.main(argv)
     return status, json.loads(json_path.read_text()), png_path
 
 
-def test_quick_run_succeeds_and_writes_a_plot(quick_run):
+def test_quick_run_succeeds(quick_run):
     status, report, png_path = quick_run
     assert status == 0
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed (pip install fastoptim[bench])")
+def test_quick_run_writes_a_plot(quick_run):
+    status, report, png_path = quick_run
     assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    with pytest.raises(SystemExit) as exc:
+        bench.main(QUICK + ["--plot", str(tmp_path / "x.png")])
+    assert exc.value.code == 2
+    assert "matplotlib" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_quick_run_json_structure(quick_run):
