@@ -37,7 +37,7 @@ cnp.import_array()
 # fork/join costs a few microseconds). Work is counted in SGD elements; an Adam element counts
 # twice (it does two divisions and a square root, so a second thread pays off on half as many
 # elements). Measured with benchmarks/threshold.py on a 2-core Xeon: 2 threads beat 1 from about
-# 16k SGD elements and 8k Adam elements per thread.
+# 16k SGD elements and 8k Adam elements per thread (docs/threads.rst).
 cdef Py_ssize_t _min_elements_per_thread = 16384
 cdef enum:
     _ADAM_WORK_PER_ELEMENT = 2
