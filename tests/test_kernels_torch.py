@@ -67,7 +67,8 @@ def test_adam_differs_from_torch_only_through_sqrt(threads, dtype, seed):
     """Over 100 steps: (1) the NumPy model with torch's sqrt reproduces torch bit for bit, which
     pins the op order; (2) the kernels equal the model with IEEE sqrt bit for bit; (3) one step
     from torch's own state gives torch's moments exactly and each parameter element equals ours or
-    ours with sqrt one ulp low."""
+    ours with sqrt one ulp off. torch's vectorised sqrt is not correctly rounded: measured one ulp
+    low on Intel Xeons (MKL), one ulp low or high on AMD EPYC, for ~1-17% of float32 inputs."""
     rng = np.random.default_rng(100 + seed)
     cfg = _random_adam_config(rng)
     params = [rng.standard_normal(n).astype(dtype) for n in SIZES]
@@ -77,6 +78,7 @@ def test_adam_differs_from_torch_only_through_sqrt(threads, dtype, seed):
                            decoupled_weight_decay=cfg["decoupled_weight_decay"])
     torch_sqrt = lambda x: torch.from_numpy(np.ascontiguousarray(x)).sqrt().numpy()  # noqa: E731
     low_sqrt = lambda x: np.nextafter(np.sqrt(x), np.zeros_like(x))  # noqa: E731
+    high_sqrt = lambda x: np.nextafter(np.sqrt(x), np.full_like(x, np.inf))  # noqa: E731
     model = [(p.copy(), np.zeros_like(p), np.zeros_like(p), np.zeros_like(p), 0) for p in params]
     state = [[np.zeros_like(p) for p in params] for _ in range(3)]
     steps = [0] * len(params)
@@ -101,6 +103,8 @@ def test_adam_differs_from_torch_only_through_sqrt(threads, dtype, seed):
             p1, m1, v1, x1, s1 = b[0].copy(), b[1].copy(), b[2].copy(), b[3].copy(), [step]
             F.adam([p1], [grads[i]], [m1], [v1], [x1], s1, **cfg)
             low = adam_step(b[0], grads[i], b[1], b[2], b[3], step, sqrt=low_sqrt, **cfg)[0]
+            high = adam_step(b[0], grads[i], b[1], b[2], b[3], step, sqrt=high_sqrt, **cfg)[0]
             assert np.array_equal(bits(m1), bits(opt.state[t]["exp_avg"].numpy()))
             assert np.array_equal(bits(v1), bits(opt.state[t]["exp_avg_sq"].numpy()))
-            assert ((bits(p1) == bits(tp)) | (bits(low) == bits(tp))).all(), (cfg, step, i)
+            assert ((bits(p1) == bits(tp)) | (bits(low) == bits(tp)) | (bits(high) == bits(tp))).all(), \
+                (cfg, step, i)
