@@ -23,8 +23,12 @@ Differences from torch (all deliberate)
   resolved to at construction. The warning texts are torch's.
 * ``state_dict()`` returns copies of the containers it holds (torch returns live references).
 * ``load_state_dict()`` is strict and all-or-nothing: unknown or missing keys, wrongly typed values
-  (a non-integer ``last_epoch``, a ``base_lrs`` of the wrong length or with non-numbers, ...) raise
-  an error that names the key, and nothing is changed.
+  (a non-integer ``last_epoch``, a ``base_lrs`` of the wrong length or with non-numbers, ...) and
+  values with which the next ``step()`` would fail (a :class:`StepLR` ``step_size`` of 0, a
+  :class:`CyclicLR` ``total_size`` of 0, ...) raise an error that names the key, and nothing is
+  changed.
+* A :class:`StepLR` ``step_size`` or :class:`CosineAnnealingLR` ``T_max`` of 0 is refused by the
+  constructor (torch accepts it and raises ``ZeroDivisionError`` at the first ``step()``).
 * ``last_epoch`` and the deprecated ``epoch`` argument of ``step()`` must be integers (torch does
   not check); :class:`CosineAnnealingWarmRestarts` keeps accepting fractional epochs.
 * Constructors validate everything before they write into the optimizer's param groups, so an
@@ -255,6 +259,36 @@ def _v_real(scheduler, key, value):
     if not _is_real(value):
         raise _StateError.type_error(scheduler, key, "a real number", value)
     return value
+
+
+def _v_real_where(condition, test):
+    """A real number for which ``test`` holds (``condition`` says which, in the error).
+
+    For the values a constructor never produces and with which the next ``step()`` would fail
+    (a ``ZeroDivisionError`` from a ``step_size`` of 0, ...)."""
+
+    def validator(scheduler, key, value):
+        value = _v_real(scheduler, key, value)
+        if not test(value):
+            raise ValueError(
+                f"{_StateError.prefix(scheduler, key)} must be {condition}, but got {value!r} (the "
+                "next step() would fail with it). Load a state_dict() saved by the same scheduler "
+                "class."
+            )
+        return value
+
+    return validator
+
+
+_v_nonzero_real = _v_real_where("non-zero", lambda value: value != 0)
+
+
+def _check_nonzero_period(scheduler, name, value):
+    """Constructor check of a period that the schedule divides by (torch fails at a later step)."""
+    if _is_real(value) and value == 0:
+        raise ValueError(
+            f"{scheduler}: {name} must be non-zero (the schedule divides by it), but got {value!r}."
+        )
 
 
 def _v_optional_real(scheduler, key, value):
@@ -872,7 +906,7 @@ class StepLR(LRScheduler):
     ----------
     optimizer : fastoptim.Optimizer
     step_size : int
-        Period of the decay, in steps.
+        Period of the decay, in steps; non-zero.
     gamma : float, default 0.1
         Multiplicative factor of the decay.
     last_epoch : int, default -1
@@ -894,9 +928,10 @@ class StepLR(LRScheduler):
     [0.1, 0.1, 0.05, 0.05, 0.025, 0.025]
     """
 
-    _state_validators = {"step_size": _v_real, "gamma": _v_real}
+    _state_validators = {"step_size": _v_nonzero_real, "gamma": _v_real}
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+        _check_nonzero_period("StepLR", "step_size", step_size)
         self.step_size = step_size
         self.gamma = gamma
         super().__init__(optimizer, last_epoch)
@@ -1463,7 +1498,7 @@ class CosineAnnealingLR(LRScheduler):
     ----------
     optimizer : fastoptim.Optimizer
     T_max : int
-        Half period, in steps.
+        Half period, in steps; non-zero.
     eta_min : float, default 0.0
         Minimum learning rate.
     last_epoch : int, default -1
@@ -1485,9 +1520,10 @@ class CosineAnnealingLR(LRScheduler):
     [0.1, 0.05, 0.0]
     """
 
-    _state_validators = {"T_max": _v_real, "eta_min": _v_real}
+    _state_validators = {"T_max": _v_nonzero_real, "eta_min": _v_real}
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+        _check_nonzero_period("CosineAnnealingLR", "T_max", T_max)
         self.T_max = T_max
         self.eta_min = eta_min
         super().__init__(optimizer, last_epoch)
@@ -1916,8 +1952,8 @@ class CyclicLR(LRScheduler):
     _optional_state_keys = frozenset({"use_beta1", "base_momentums", "max_momentums"})
     _state_validators = {
         "max_lrs": _v_group_lrs,
-        "total_size": _v_real,
-        "step_ratio": _v_real,
+        "total_size": _v_real_where("a finite number > 0", lambda v: 0 < v < math.inf),
+        "step_ratio": _v_real_where("in (0, 1]", lambda v: 0 < v <= 1),
         "mode": _v_str,
         "gamma": _v_real,
         "scale_mode": _v_choice("cycle", "iterations"),
@@ -2171,7 +2207,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     _state_validators = {
         "T_0": _v_cawr_T_0,
-        "T_i": _v_real,
+        "T_i": _v_real_where("> 0", lambda v: v > 0),
         "T_mult": _v_cawr_T_mult,
         "eta_min": _v_real,
         "T_cur": _v_real,
