@@ -44,6 +44,20 @@ PRELUDE = textwrap.dedent("""
 
     def child_matches():
         return all(np.array_equal(run(cls), EXPECTED[cls]) for cls in (fo.SGD, fo.Adam))
+
+    def in_fork_child(check):
+        # run check() in a fork child; True when it returned True there
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ok = bool(check())
+            except BaseException:
+                import traceback
+                traceback.print_exc()
+                ok = False
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status) == 0
 """)
 
 
@@ -85,12 +99,7 @@ needs_openmp = pytest.mark.skipif(not _runtime.openmp_enabled(),
 
 def test_os_fork_child_steps_single_threaded_bitwise_and_warns_once():
     out, err = _run_scenario("""
-        pid = os.fork()
-        if pid == 0:
-            code = 0 if child_matches() and fo.get_num_threads() == 1 else 1
-            os._exit(code)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, status
+        assert in_fork_child(lambda: child_matches() and fo.get_num_threads() == 1)
         assert fo.get_num_threads() == 2          # the parent keeps its threads
         assert child_matches()                    # and still runs them
         print("ok")
@@ -102,10 +111,7 @@ def test_os_fork_child_steps_single_threaded_bitwise_and_warns_once():
 @needs_openmp
 def test_warning_names_the_cause_and_the_way_back():
     _, err = _run_scenario("""
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        os.waitpid(pid, 0)
+        assert in_fork_child(lambda: True)
     """)
     assert "RuntimeWarning" in err
     for fact in ("fork()", "libgomp", "one thread", "bitwise the same", "'spawn'", "'forkserver'"):
@@ -155,20 +161,11 @@ def test_fork_from_a_worker_thread_and_grandchild():
         result = []
 
         def fork_and_check():
-            pid = os.fork()
-            if pid == 0:
-                ok = child_matches()
-                gpid = os.fork()
-                if gpid == 0:
-                    os._exit(0 if child_matches() else 1)
-                _, status = os.waitpid(gpid, 0)
-                os._exit(0 if ok and os.waitstatus_to_exitcode(status) == 0 else 1)
-            _, status = os.waitpid(pid, 0)
-            result.append(os.waitstatus_to_exitcode(status))
+            result.append(in_fork_child(lambda: child_matches() and in_fork_child(child_matches)))
 
         t = threading.Thread(target=fork_and_check)
         t.start(); t.join()
-        assert result == [0], result
+        assert result == [True], result
         print("ok")
     """)
     assert out.strip() == "ok"
@@ -177,18 +174,17 @@ def test_fork_from_a_worker_thread_and_grandchild():
 @needs_openmp
 def test_set_num_threads_in_fork_child_warns_and_keeps_one_thread():
     out, err = _run_scenario("""
-        pid = os.fork()
-        if pid == 0:
+        def check():
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 fo.set_num_threads(2)
-            ok = (fo.get_num_threads() == 1 and len(caught) == 1
-                  and "set_num_threads(2) ignored" in str(caught[0].message)
-                  and caught[0].category is RuntimeWarning and child_matches())
-            fo.set_num_threads(1)   # asking for one thread is fine and silent
-            os._exit(0 if ok else 1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+                threads = fo.get_num_threads()
+                fo.set_num_threads(1)   # asking for one thread is fine and silent
+            return (threads == 1 and len(caught) == 1
+                    and "set_num_threads(2) ignored" in str(caught[0].message)
+                    and caught[0].category is RuntimeWarning and child_matches())
+
+        assert in_fork_child(check)
         print("ok")
     """)
     assert out.strip() == "ok"
@@ -199,18 +195,13 @@ def test_new_thread_in_fork_child_gets_a_fresh_pool_and_threads():
     # docs/threads.rst states it: only the forking thread's OpenMP pool is stale after fork; a
     # thread started in the child starts its own, so it may use several threads (and does not hang).
     out, _ = _run_scenario("""
-        pid = os.fork()
-        if pid == 0:
+        def check():
             seen = []
-
-            def in_thread():
-                seen.append((fo.get_num_threads(), child_matches()))
-
-            t = threading.Thread(target=in_thread)
+            t = threading.Thread(target=lambda: seen.append((fo.get_num_threads(), child_matches())))
             t.start(); t.join()
-            os._exit(0 if seen == [(2, True)] else 1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+            return seen == [(2, True)]
+
+        assert in_fork_child(check)
         print("ok")
     """)
     assert out.strip() == "ok"
@@ -219,11 +210,7 @@ def test_new_thread_in_fork_child_gets_a_fresh_pool_and_threads():
 def test_no_warning_when_the_parent_runs_one_thread():
     _, err = _run_scenario("""
         fo.set_num_threads(1)
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0 if child_matches() else 1)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        assert in_fork_child(child_matches)
     """)
     assert _fork_warnings(err) == 0, err
 
