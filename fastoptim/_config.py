@@ -70,7 +70,8 @@ def get_num_threads():
 
     This is OpenMP's ``omp_get_max_threads()`` for the calling thread, so it honours
     ``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` and :func:`set_num_threads`, whichever
-    was set last. A build without OpenMP always returns 1.
+    was set last. A build without OpenMP always returns 1, and so does the main thread of a process
+    created by ``fork()`` (see :func:`set_num_threads`).
 
     Returns
     -------
