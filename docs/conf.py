@@ -11,6 +11,7 @@ and, once all pages are read, checks that every public name is documented
 """
 import os
 import sys
+from pathlib import Path
 
 HERE = os.path.abspath(os.path.dirname(__file__))
 sys.path.insert(0, HERE)
@@ -91,7 +92,7 @@ def _draw_scheduler_plots(app):
     import plot_schedulers
 
     out_dir = plot_schedulers.OUT_DIR
-    inputs = [plot_schedulers.__file__, fastoptim.lr_scheduler.__file__]
+    inputs = [plot_schedulers.__file__, *Path(fastoptim.lr_scheduler.__file__).parent.glob("*.py")]
     newest_input = max(os.path.getmtime(path) for path in inputs)
     images = [out_dir / f"{schedule.name}.png" for schedule in plot_schedulers.SCHEDULES]
     if all(image.exists() and image.stat().st_mtime >= newest_input for image in images):

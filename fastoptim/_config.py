@@ -1,6 +1,18 @@
-"""Threads and build configuration (``fo.set_num_threads``, ``fo.get_num_threads``, ``fo.show_config``)."""
+"""Threads and build configuration (``fo.set_num_threads``, ``fo.get_num_threads``, ``fo.show_config``).
+
+Also the fork guard. GNU libgomp keeps the pool of OpenMP threads of each thread that started a
+parallel region in that thread's thread-local storage. ``fork()`` copies the calling thread only,
+so in the child that thread's pool names threads that no longer exist, and its next parallel region
+waits for them forever. A thread the child starts later gets a fresh pool and is unaffected
+(measured: docs/threads.rst). ``_after_fork_in_child`` therefore sets the forking thread's OpenMP
+thread count to 1 in every fork child: the kernels run a call on one thread without entering a
+parallel region (they do so whenever they plan one thread), which gives bitwise the same result.
+"""
+import os
 import platform
 import sys
+import threading
+import warnings
 
 import numpy as np
 
@@ -14,12 +26,52 @@ except ImportError:  # built by something other than setup.py
     BUILD_CONFIG = {}
 
 
+FORK_WARNING = (
+    "fastoptim: this process was created by fork(), and GNU libgomp's OpenMP threads do not "
+    "survive a fork (a multi-threaded step here would hang), so fastoptim runs its kernels on one "
+    "thread in this process's main thread; results are bitwise the same, only slower. To use "
+    "several threads in worker processes, start them with the 'spawn' or 'forkserver' method: "
+    "multiprocessing.get_context('spawn').Pool(...), "
+    "ProcessPoolExecutor(mp_context=multiprocessing.get_context('forkserver')), or "
+    "multiprocessing.set_start_method('spawn') at the start of the program."
+)
+
+# In a fork child: the ident of the thread that called fork() (the child's only thread at first,
+# its ``threading.main_thread()``). None in a process that was not forked since fastoptim loaded.
+_fork_thread = None
+
+
+def _in_forked_thread():
+    """True when the calling thread is the one a fork child started with (see module docstring)."""
+    return _fork_thread is not None and threading.get_ident() == _fork_thread
+
+
+def _after_fork_in_child():
+    """``os.register_at_fork(after_in_child=...)``: one thread in the forking thread, one warning."""
+    global _fork_thread
+    _fork_thread = threading.get_ident()
+    if not _runtime.openmp_enabled() or _runtime.get_max_threads() <= 1:
+        return  # nothing changes: no parallel region can start, nothing to say
+    # omp_set_num_threads only writes the calling thread's ICV: no lock, no thread pool involved
+    # (tests/test_robustness_fork.py checks that it returns in a child).
+    _runtime.set_max_threads(1)
+    try:
+        warnings.warn(FORK_WARNING, RuntimeWarning, stacklevel=2)
+    except Exception:  # warnings turned into errors: the guard above already holds
+        pass
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows has no fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def get_num_threads():
     """Number of threads the kernels use for large inputs.
 
     This is OpenMP's ``omp_get_max_threads()`` for the calling thread, so it honours
     ``OMP_NUM_THREADS``, ``threadpoolctl.threadpool_limits`` and :func:`set_num_threads`, whichever
-    was set last. A build without OpenMP always returns 1.
+    was set last. A build without OpenMP always returns 1, and so does the main thread of a process
+    created by ``fork()`` (see :func:`set_num_threads`).
 
     Returns
     -------
@@ -39,6 +91,14 @@ def set_num_threads(n):
     n : int
         Number of threads, >= 1. Like ``omp_set_num_threads`` it applies to the calling thread
         (the one that calls ``step()``); ``threadpoolctl`` limits override it while active.
+
+    Warns
+    -----
+    RuntimeWarning
+        If ``n > 1`` in the main thread of a process created by ``fork()`` (a ``multiprocessing``
+        or ``concurrent.futures`` worker on Linux by default): OpenMP threads cannot be started
+        there (the step would hang), so the count stays 1. Use the ``spawn`` or ``forkserver``
+        start method for workers that should run on several threads; see :doc:`/threads`.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"set_num_threads expects an int, got {type(n).__name__}")
@@ -46,11 +106,12 @@ def set_num_threads(n):
     if n < 1:
         raise ValueError(f"set_num_threads expects a number of threads >= 1, got {n}")
     if not _runtime.openmp_enabled() and n > 1:
-        import warnings
-
         warnings.warn("fastoptim was built without OpenMP: every step runs on one thread "
                       "(rebuild with an OpenMP-capable compiler to use several)", RuntimeWarning,
                       stacklevel=2)
+    if n > 1 and _in_forked_thread():
+        warnings.warn(f"set_num_threads({n}) ignored: " + FORK_WARNING, RuntimeWarning, stacklevel=2)
+        n = 1
     _runtime.set_max_threads(n)
 
 

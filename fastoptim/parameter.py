@@ -42,12 +42,12 @@ class Parameter(np.ndarray):
     ``Parameter`` is a subclass of :class:`numpy.ndarray`: everything that works on an array works
     on a Parameter. What it adds is the :attr:`grad` attribute that optimizers read, an identity
     hash (so a Parameter can key ``optimizer.state``), and the guarantees the compiled kernels rely
-    on: the dtype is float32 or float64 and the memory is C-contiguous and writeable.
+    on: the dtype is float32 or float64 and the memory is C-contiguous, aligned and writeable.
 
     Parameters
     ----------
     data : array_like
-        A :class:`numpy.ndarray` that is C-contiguous, writeable and of dtype float32 or float64 is
+        A :class:`numpy.ndarray` that is C-contiguous, aligned, writeable and of dtype float32 or float64 is
         *adopted*: the Parameter shares its memory, so optimizer updates are visible through
         ``data``. An ndarray that does not qualify is refused with an error that says how to fix it;
         it is never copied silently, because the optimizer would then update the copy while the
@@ -63,7 +63,8 @@ class Parameter(np.ndarray):
         If the dtype is not float32 or float64 (integer, bool, complex, object, float16,
         byte-swapped), or ``data`` is a masked array (the mask would be ignored).
     ValueError
-        If ``data`` is an ndarray that is not C-contiguous or not writeable.
+        If ``data`` is an ndarray that is not C-contiguous, not aligned (a view into a byte buffer
+        at an offset that is not a multiple of the element size) or not writeable.
 
     Notes
     -----
@@ -124,6 +125,15 @@ class Parameter(np.ndarray):
                     "the array given to Parameter is not C-contiguous, and a Parameter must be "
                     "(the kernels update it in place as one flat block). Pass "
                     "np.ascontiguousarray(a) (a copy: updates then go to the copy, not to `a`)."
+                )
+            if not data.flags.aligned:
+                raise ValueError(
+                    f"the array given to Parameter is not aligned (its data address is not a "
+                    f"multiple of {data.dtype.itemsize}, the size of a {data.dtype} element, as "
+                    f"happens with a view into a byte buffer at an odd offset), and the kernels "
+                    f"update aligned memory only. Pass an aligned copy, Parameter(a.copy()) "
+                    f"(updates then go to the copy, not to `a`; np.ascontiguousarray(a) does not "
+                    f"copy a contiguous array, so it does not help)."
                 )
             if not data.flags.writeable:
                 raise ValueError(
