@@ -1,0 +1,200 @@
+"""The optimizer kernels as data: one :class:`KernelSpec` per elementwise optimizer.
+
+Pure data (standard library only): setup.py reads it at build time, before anything is compiled, to
+generate the kernels from ``kernels.pyx.tp`` (see ``generate.py``), and the optimizer registry
+reads the per-parameter facts (state keys, which are optional, thread cost) from here instead of
+restating them.
+
+How one entry becomes code (``kernels.pyx.tp``):
+
+* ``def <name>(params, grads, <lists...>, [state_steps,] *, <arguments>, check_overlap=True)`` is
+  the entry point. It validates every array (``fastoptim/_kernels/_plan.pyx``: dtype, shape,
+  contiguity, writeability, list lengths, steps, memory overlap) before touching any, computes the
+  per-array scalars in double, calls the driver for the float32 and for the float64 arrays without
+  the GIL, then stores new buffers and step counts.
+* ``consts`` are cast once per call to the arrays' dtype (``floating``: the expression is written
+  for both float and double; ``<floating>`` in it names the dtype being built). ``switches`` are C
+  ints computed per call and dtype; ``flags`` are computed per segment from the switches and the
+  segment ``seg`` (a ``Segment*``), and each combination of flag values gets its own specialised,
+  vectorised copy of the element loop (``only_if``: the flag is pinned to its first value where the
+  condition over the other flags is false, so no useless copy is compiled).
+* ``per_array`` scalars are computed in double (C ``pow`` = CPython's ``**``) per array from its new
+  ``step`` (and anything the entry point's arguments hold for array ``i``), cached while consecutive
+  arrays have the same step; the loop receives them cast to the dtype.
+* ``body`` is the element loop body over index ``i``: the param ``p[i]``, the gradient ``g[i]``, each
+  buffer under its ``pointers`` name, the consts, the per-array scalars and the flags (compile-time
+  constants in each specialised copy). ``locals`` are declared ``floating``. Rounding is torch
+  2.13's CPU single-tensor path op by op: ``_fma`` exactly where torch fuses, every other operation
+  separately rounded in the dtype (the build uses ``-ffp-contract=off``).
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A compile-time specialisation of the element loop."""
+
+    name: str
+    values: tuple          # every value it can take; the loop is specialised for each
+    expr: str = ""         # C expression (switches, ``seg``) evaluated per segment; default: the switch of that name
+    only_if: str = ""      # Python condition over the other flags; where false the flag is pinned to values[0]
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    name: str
+    buffers: tuple                     # torch's per-parameter state-array keys, in kernel argument order
+    optional: dict                     # {buffer key: group option that enables it}
+    work_per_element: int              # thread cost of one element, in SGD elements
+    lists: tuple                       # the entry point's argument name of each buffer's list
+    pointers: tuple                    # each buffer's name in the element body
+    when: dict                         # {buffer key: C condition over the arguments under which it is used}
+    arguments: str                     # keyword-only arguments of the entry point (Cython)
+    consts: tuple                      # ((name, expression), ...) cast once per call to the dtype
+    switches: tuple                    # ((name, C int expression), ...) per call and dtype
+    flags: tuple                       # Flag, ... (order of the specialisation tree)
+    locals: str                        # floating locals of the element loop
+    body: str                          # the element loop body (Cython), index ``i``
+    doc: str                           # the entry point's docstring
+    per_array: tuple = ()              # ((name, double expression of step, i and arguments), ...)
+    steps: bool = False                # takes ``state_steps`` (counts before the step; incremented in place)
+    lazy: tuple = ()                   # buffers whose ``None`` entries get a new array filled by this step
+    extra_lists: tuple = ()            # further list arguments (before state_steps), read by per_array
+    max_buffers: int = field(default=4, repr=False)
+
+    def __post_init__(self):
+        n = len(self.buffers)
+        if not (len(self.lists) == len(self.pointers) == n) or n > self.max_buffers:
+            raise ValueError(f"{self.name}: buffers, lists and pointers must match (at most {self.max_buffers})")
+        if len(self.per_array) > 4:
+            raise ValueError(f"{self.name}: at most 4 per-array scalars (Segment.s)")
+
+
+SGD = KernelSpec(
+    name="sgd",
+    buffers=("momentum_buffer",),
+    optional={"momentum_buffer": "momentum"},
+    work_per_element=1,
+    lists=("momentum_buffer_list",),
+    pointers=("buf",),
+    when={"momentum_buffer": "momentum != 0.0"},
+    lazy=("momentum_buffer",),
+    arguments="double lr, double weight_decay, double momentum, double dampening, bint nesterov, "
+              "bint maximize",
+    consts=(
+        ("sign", "-1.0 if maximize else 1.0"),
+        ("neg_lr", "-lr"),
+        ("wd", "weight_decay"),
+        ("momentum", "momentum"),
+        ("one_minus_dampening", "1.0 - dampening"),
+    ),
+    switches=(
+        ("has_wd", "weight_decay != 0.0"),
+        ("use_momentum", "momentum != 0.0"),
+        ("nesterov", "nesterov"),
+    ),
+    flags=(
+        Flag("has_wd", (True, False)),
+        # 0: no momentum, 1: first momentum step (the buffer was created by this call), 2: later steps
+        Flag("mode", (0, 1, 2), "(1 if seg.fresh & 1 else 2) if use_momentum else 0"),
+        Flag("nesterov", (False, True), only_if="mode != 0"),
+    ),
+    locals="d, b = 0",
+    body="""\
+d = g[i] * sign                                   # maximize: sign = -1 (exact negation)
+if has_wd:
+    d = _fma(p[i], wd, d)                         # grad.add(param, alpha=wd)
+if mode == 1:
+    b = d                                         # buf = grad.clone(): no dampening
+    buf[i] = b
+elif mode == 2:
+    b = _fma(d, one_minus_dampening, buf[i] * momentum)   # buf.mul_(m).add_(grad, alpha=1-damp)
+    buf[i] = b
+if mode != 0:
+    if nesterov:
+        d = _fma(b, momentum, d)                  # grad.add(buf, alpha=momentum)
+    else:
+        d = b
+p[i] = _fma(d, neg_lr, p[i])                      # param.add_(grad, alpha=-lr)
+""",
+    doc="""SGD step over all arrays in one compiled call (see ``fastoptim.functional.sgd``).
+
+    ``momentum_buffer_list`` entries that are ``None`` get a new buffer (stored into the list)
+    holding the first momentum step. Everything is validated before any array is modified.""",
+)
+
+
+ADAM = KernelSpec(
+    name="adam",
+    buffers=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    optional={"max_exp_avg_sq": "amsgrad"},
+    # an Adam element does two divisions and a square root: a second thread pays off on half as
+    # many elements as for SGD (docs/threads.rst)
+    work_per_element=2,
+    lists=("exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs"),
+    pointers=("m", "v", "vmax"),
+    when={"max_exp_avg_sq": "amsgrad"},
+    steps=True,
+    arguments="bint amsgrad, double beta1, double beta2, double lr, double weight_decay, double eps, "
+              "bint maximize, bint decoupled_weight_decay=False",
+    consts=(
+        ("sign", "-1.0 if maximize else 1.0"),
+        ("eps", "eps"),
+        ("wd", "weight_decay"),
+        ("decay", "1.0 - lr * weight_decay"),
+        ("w", "1.0 - beta1"),
+        ("w_minus_1", "<floating>(1.0 - beta1) - 1"),     # computed in the dtype from the cast w
+        ("beta2", "beta2"),
+        ("one_minus_beta2", "1.0 - beta2"),
+    ),
+    switches=(
+        # 0: no weight decay, 1: L2 (Adam), 2: decoupled (AdamW)
+        ("wd_mode", "0 if weight_decay == 0.0 else (2 if decoupled_weight_decay else 1)"),
+        ("small_w", "fabs(<floating>(1.0 - beta1)) < 0.5"),
+        ("amsgrad", "amsgrad"),
+    ),
+    flags=(
+        Flag("amsgrad", (True, False)),
+        Flag("small_w", (True, False)),
+        Flag("wd_mode", (0, 1, 2)),
+    ),
+    per_array=(
+        # torch: bias_correction1 = 1 - beta1 ** step; step_size = lr / bias_correction1;
+        # bias_correction2_sqrt = (1 - beta2 ** step) ** 0.5, all Python doubles, libm pow.
+        ("neg_step_size", "-(lr / (1.0 - pow(beta1, <double>step)))"),
+        ("bc2_sqrt", "pow(1.0 - pow(beta2, <double>step), 0.5)"),
+    ),
+    locals="d, x, mi, vi, vm, s",
+    body="""\
+d = g[i] * sign                                   # maximize: sign = -1 (exact negation)
+x = p[i]
+if wd_mode == 1:
+    d = _fma(x, wd, d)                            # grad.add(param, alpha=wd)
+elif wd_mode == 2:
+    x = x * decay                                 # param.mul_(1 - lr*wd)
+# exp_avg.lerp_(grad, 1 - beta1), ATen's two-sided lerp
+if small_w:
+    mi = _fma(w, d - m[i], m[i])
+else:
+    mi = _fma(w_minus_1, d - m[i], d)
+m[i] = mi
+vi = _fma(one_minus_beta2 * d, d, v[i] * beta2)   # exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
+v[i] = vi
+if amsgrad:
+    vm = vmax[i]
+    vm = vm if (vm > vi or vm != vm) else vi      # torch.maximum: NaN-propagating
+    vmax[i] = vm
+    s = _sqrt(vm)
+else:
+    s = _sqrt(vi)
+s = s / bc2_sqrt + eps                            # (v.sqrt() / bc2_sqrt).add_(eps)
+p[i] = x + (neg_step_size * mi) / s               # param.addcdiv_(exp_avg, denom, -step_size)
+""",
+    doc="""Adam/AdamW step over all arrays in one compiled call (see ``fastoptim.functional.adam``).
+
+    ``state_steps`` holds each param's step count before the step and is incremented in place.
+    Everything is validated before any array or step count is modified.""",
+)
+
+
+KERNELS = {spec.name: spec for spec in (SGD, ADAM)}
