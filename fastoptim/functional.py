@@ -21,7 +21,7 @@ import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
 
-__all__ = ["sgd", "adam", "adamw"]
+__all__ = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax"]
 
 # The optimizer classes call the kernels through these, with hyperparameters they have already
 # converted and without the memory-overlap check: a class refuses overlapping parameters when
@@ -62,6 +62,17 @@ def _as_list(name, value):
     if isinstance(value, (tuple,)):
         raise TypeError(f"{name} must be a list (it may be updated in place), got a tuple; pass list({name})")
     raise TypeError(f"{name} must be a list of arrays, got {type(value).__name__}")
+
+
+def _step(kernel, lists, scalars, flags):
+    """Check the lists, convert the hyperparameters, and run ``kernel`` (one compiled call).
+
+    ``lists``, ``scalars`` and ``flags`` map argument names to values, in the order they are
+    checked (so the first bad one is the one reported)."""
+    args = [_as_list(name, value) for name, value in lists.items()]
+    options = {name: _scalar(name, value) for name, value in scalars.items()}
+    options.update({name: _flag(name, value) for name, value in flags.items()})
+    kernel(*args, **options)
 
 
 def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, dampening, nesterov,
@@ -196,3 +207,203 @@ def adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *,
     adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, amsgrad=amsgrad,
          beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps, maximize=maximize,
          decoupled_weight_decay=True)
+
+
+_PARAMS_DOC = """params : list of ndarray
+        Updated in place.
+    grads : list of ndarray
+        One per param, same shape and dtype; only read."""
+
+_STEPS_DOC = """state_steps : list of int
+        Each param's step count *before* this step (Python ints, or 0-d integer arrays). Replaced
+        in place by the new counts (Python ints), like torch's step tensors."""
+
+
+def _shared_doc(func):
+    """Fill the parameter descriptions every functional form shares into its docstring."""
+    func.__doc__ = func.__doc__.replace("{params}", _PARAMS_DOC).replace("{steps}", _STEPS_DOC)
+    return func
+
+
+@_shared_doc
+def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_steps, *, lr, alpha,
+            eps, weight_decay, momentum, centered, maximize=False):
+    r"""One RMSprop step (weight decay, centered, momentum), in place; torch's ``rmsprop`` functional.
+
+    With gradient :math:`g_t`, smoothing constant :math:`\alpha`, weight decay :math:`\lambda`,
+    momentum :math:`\mu` and learning rate :math:`\gamma`:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}, \qquad
+        g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \\
+        v_t &\leftarrow \alpha\, v_{t-1} + (1-\alpha)\, g_t^2 \\
+        \bar g_t &\leftarrow \operatorname{lerp}(\bar g_{t-1}, g_t, 1-\alpha), \quad
+        \tilde v_t \leftarrow v_t - \bar g_t^2 \quad\text{if centered, else } \tilde v_t = v_t \\
+        b_t &\leftarrow \mu\, b_{t-1} + g_t / (\sqrt{\tilde v_t} + \epsilon), \quad
+        \theta_t \leftarrow \theta_{t-1} - \gamma\, b_t \quad\text{if } \mu > 0 \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\, g_t / (\sqrt{\tilde v_t} + \epsilon)
+        \quad\text{otherwise}
+
+    As in torch, :math:`\epsilon` is added after the square root and the first momentum step
+    starts from the buffer passed in (zeros, as torch's ``RMSprop`` creates it). Rounding follows
+    torch 2.13's CPU single-tensor path op by op.
+
+    Parameters
+    ----------
+    {params}
+    square_avgs : list of ndarray
+        :math:`v`, one per param; updated in place.
+    grad_avgs : list of ndarray
+        :math:`\bar g`, one per param when ``centered`` (may be empty otherwise).
+    momentum_buffer_list : list of ndarray
+        :math:`b`, one per param when ``momentum > 0`` (may be empty otherwise).
+    {steps}
+    lr, alpha, eps, weight_decay, momentum : float
+    centered, maximize : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, g = np.ones(2), np.array([0.5, -2.0])
+    >>> v, steps = np.zeros(2), [0]
+    >>> F.rmsprop([p], [g], [v], [], [], steps, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0,
+    ...           momentum=0.0, centered=False)
+    >>> p.round(4), steps
+    (array([0.9, 1.1]), [1])
+    """
+    _step(_kernels.rmsprop,
+          dict(params=params, grads=grads, square_avgs=square_avgs, grad_avgs=grad_avgs,
+               momentum_buffer_list=momentum_buffer_list, state_steps=state_steps),
+          dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum),
+          dict(centered=centered, maximize=maximize))
+
+
+
+
+@_shared_doc
+def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_decay, eps, maximize):
+    r"""One Adagrad step (weight decay, learning-rate decay), in place; torch's ``adagrad`` functional.
+
+    With :math:`t` the param's step count after incrementing it:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}, \qquad
+        g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \\
+        \tilde\gamma &= \gamma / (1 + (t - 1)\,\eta) \\
+        s_t &\leftarrow s_{t-1} + g_t^2 \\
+        \theta_t &\leftarrow \theta_{t-1} - \tilde\gamma\, g_t / (\sqrt{s_t} + \epsilon)
+
+    with :math:`\eta` = ``lr_decay``. The starting sums (torch's ``initial_accumulator_value``)
+    are whatever ``state_sums`` holds. Rounding follows torch 2.13's CPU single-tensor path.
+
+    Parameters
+    ----------
+    {params}
+    state_sums : list of ndarray
+        :math:`s`, one per param; updated in place.
+    {steps}
+    lr, weight_decay, lr_decay, eps : float
+    maximize : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, g, s, steps = np.ones(2), np.array([2.0, -0.5]), np.zeros(2), [0]
+    >>> F.adagrad([p], [g], [s], steps, lr=0.1, weight_decay=0.0, lr_decay=0.0, eps=0.0,
+    ...           maximize=False)
+    >>> p, s
+    (array([0.9, 1.1]), array([4.  , 0.25]))
+    """
+    _step(_kernels.adagrad, dict(params=params, grads=grads, state_sums=state_sums, state_steps=state_steps),
+          dict(lr=lr, weight_decay=weight_decay, lr_decay=lr_decay, eps=eps), dict(maximize=maximize))
+
+
+@_shared_doc
+def adadelta(params, grads, square_avgs, acc_deltas, state_steps, *, lr, rho, eps, weight_decay,
+             maximize):
+    r"""One Adadelta step, in place; torch's ``adadelta`` functional.
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}, \qquad
+        g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \\
+        v_t &\leftarrow \rho\, v_{t-1} + (1-\rho)\, g_t^2 \\
+        \Delta_t &\leftarrow \frac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}}\, g_t \\
+        u_t &\leftarrow \rho\, u_{t-1} + (1-\rho)\, \Delta_t^2 \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\, \Delta_t
+
+    Rounding follows torch 2.13's CPU single-tensor path op by op.
+
+    Parameters
+    ----------
+    {params}
+    square_avgs : list of ndarray
+        :math:`v`, one per param; updated in place.
+    acc_deltas : list of ndarray
+        :math:`u`, one per param; updated in place.
+    {steps}
+    lr, rho, eps, weight_decay : float
+    maximize : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, g = np.ones(1), np.ones(1)
+    >>> v, u, steps = np.zeros(1), np.zeros(1), [0]
+    >>> F.adadelta([p], [g], [v], [u], steps, lr=1.0, rho=0.75, eps=1e-6, weight_decay=0.0,
+    ...            maximize=False)
+    >>> p.round(6), v
+    (array([0.998]), array([0.25]))
+    """
+    _step(_kernels.adadelta,
+          dict(params=params, grads=grads, square_avgs=square_avgs, acc_deltas=acc_deltas,
+               state_steps=state_steps),
+          dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay), dict(maximize=maximize))
+
+
+@_shared_doc
+def adamax(params, grads, exp_avgs, exp_infs, state_steps, *, eps, beta1, beta2, lr, weight_decay,
+           maximize=False):
+    r"""One Adamax step (Adam with the infinity norm), in place; torch's ``adamax`` functional.
+
+    With :math:`t` the param's step count after incrementing it:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}, \qquad
+        g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \\
+        m_t &\leftarrow \operatorname{lerp}(m_{t-1}, g_t, 1-\beta_1) \\
+        u_t &\leftarrow \max(\beta_2\, u_{t-1},\ |g_t| + \epsilon) \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\, \frac{m_t}{u_t}
+
+    As in torch, :math:`\epsilon` is added to :math:`|g_t|` inside the maximum (the paper has
+    none), and the maximum propagates NaN. Rounding follows torch 2.13's CPU single-tensor path.
+
+    Parameters
+    ----------
+    {params}
+    exp_avgs, exp_infs : list of ndarray
+        :math:`m` and :math:`u`, one per param; updated in place.
+    {steps}
+    eps, beta1, beta2, lr, weight_decay : float
+    maximize : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, g = np.zeros(2), np.array([1.0, -4.0])
+    >>> m, u, steps = np.zeros(2), np.zeros(2), [0]
+    >>> F.adamax([p], [g], [m], [u], steps, eps=1e-8, beta1=0.9, beta2=0.999, lr=0.1,
+    ...          weight_decay=0.0)
+    >>> p.round(6), u.round(6)
+    (array([-0.1,  0.1]), array([1., 4.]))
+    """
+    _step(_kernels.adamax,
+          dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_infs=exp_infs, state_steps=state_steps),
+          dict(eps=eps, beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay), dict(maximize=maximize))

@@ -197,4 +197,160 @@ p[i] = x + (neg_step_size * mi) / s               # param.addcdiv_(exp_avg, deno
 )
 
 
-KERNELS = {spec.name: spec for spec in (SGD, ADAM)}
+# The lerp of torch's ``exp_avg.lerp_(grad, weight)`` with a scalar weight (ATen's two-sided formula,
+# exact at both ends): consts ``w`` (the weight in the dtype) and ``w_minus_1``, flag ``small_w``.
+def _lerp_consts(weight):
+    return (("w", weight), ("w_minus_1", f"<floating>({weight}) - 1"))
+
+
+def _lerp_switch(weight):
+    return ("small_w", f"fabs(<floating>({weight})) < 0.5")
+
+
+_SIGN = ("sign", "-1.0 if maximize else 1.0")
+_GRAD = """\
+d = g[i] * sign                                   # grad = -grad if maximize (exact negation)
+if has_wd:
+    d = _fma(p[i], wd, d)                         # grad.add(param, alpha=wd)
+"""
+
+
+RMSPROP = KernelSpec(
+    name="rmsprop",
+    buffers=("square_avg", "grad_avg", "momentum_buffer"),
+    optional={"grad_avg": "centered", "momentum_buffer": "momentum"},
+    work_per_element=2,
+    lists=("square_avgs", "grad_avgs", "momentum_buffer_list"),
+    pointers=("sq", "ga", "buf"),
+    when={"grad_avg": "centered", "momentum_buffer": "momentum > 0.0"},
+    steps=True,
+    arguments="double lr, double alpha, double eps, double weight_decay, double momentum, bint centered, "
+              "bint maximize=False",
+    consts=(_SIGN, ("wd", "weight_decay"), ("alpha", "alpha"), ("one_minus_alpha", "1.0 - alpha"))
+    + _lerp_consts("1.0 - alpha") + (("eps", "eps"), ("momentum", "momentum"), ("neg_lr", "-lr")),
+    switches=(("has_wd", "weight_decay != 0.0"), ("centered", "centered"), _lerp_switch("1.0 - alpha"),
+              ("use_momentum", "momentum > 0.0")),
+    flags=(Flag("has_wd", (True, False)), Flag("centered", (True, False)),
+           Flag("small_w", (True, False), only_if="centered"), Flag("use_momentum", (True, False))),
+    locals="d, sa, ma, av, b",
+    body=_GRAD + """\
+sa = _fma(one_minus_alpha * d, d, sq[i] * alpha)  # square_avg.mul_(alpha).addcmul_(grad, grad, 1-alpha)
+sq[i] = sa
+if centered:
+    if small_w:                                   # grad_avg.lerp_(grad, 1 - alpha)
+        ma = _fma(w, d - ga[i], ga[i])
+    else:
+        ma = _fma(w_minus_1, d - ga[i], d)
+    ga[i] = ma
+    av = _sqrt(_fma(-ma, ma, sa))                 # square_avg.addcmul(grad_avg, grad_avg, value=-1).sqrt_()
+else:
+    av = _sqrt(sa)                                # square_avg.sqrt()
+av = av + eps                                     # avg.add_(eps)
+if use_momentum:
+    b = buf[i] * momentum + d / av                # buf.mul_(momentum).addcdiv_(grad, avg)
+    buf[i] = b
+    p[i] = _fma(b, neg_lr, p[i])                  # param.add_(buf, alpha=-lr)
+else:
+    p[i] = p[i] + (neg_lr * d) / av               # param.addcdiv_(grad, avg, value=-lr)
+""",
+    doc="""RMSprop step over all arrays in one compiled call (see ``fastoptim.functional.rmsprop``).
+
+    ``grad_avgs`` is used when ``centered``, ``momentum_buffer_list`` when ``momentum > 0``;
+    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+)
+
+
+
+ADAGRAD = KernelSpec(
+    name="adagrad",
+    buffers=("sum",),
+    optional={},
+    work_per_element=2,
+    lists=("state_sums",),
+    pointers=("ss",),
+    when={},
+    steps=True,
+    arguments="double lr, double weight_decay, double lr_decay, double eps, bint maximize=False",
+    consts=(_SIGN, ("wd", "weight_decay"), ("eps", "eps")),
+    switches=(("has_wd", "weight_decay != 0.0"),),
+    flags=(Flag("has_wd", (True, False)),),
+    # torch: clr = lr / (1 + (step - 1) * lr_decay), a Python float
+    per_array=(("neg_clr", "-(lr / (1.0 + (<double>step - 1.0) * lr_decay))"),),
+    locals="d, s",
+    body=_GRAD + """\
+s = _fma(d, d, ss[i])                             # state_sum.addcmul_(grad, grad, value=1)
+ss[i] = s
+s = _sqrt(s) + eps                                # std = state_sum.sqrt().add_(eps)
+p[i] = p[i] + (neg_clr * d) / s                   # param.addcdiv_(grad, std, value=-clr)
+""",
+    doc="""Adagrad step over all arrays in one compiled call (see ``fastoptim.functional.adagrad``).
+
+    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+)
+
+
+ADADELTA = KernelSpec(
+    name="adadelta",
+    buffers=("square_avg", "acc_delta"),
+    optional={},
+    work_per_element=3,
+    lists=("square_avgs", "acc_deltas"),
+    pointers=("sq", "ad"),
+    when={},
+    steps=True,
+    arguments="double lr, double rho, double eps, double weight_decay, bint maximize=False",
+    consts=(_SIGN, ("wd", "weight_decay"), ("rho", "rho"), ("one_minus_rho", "1.0 - rho"), ("eps", "eps"),
+            ("neg_lr", "-lr")),
+    switches=(("has_wd", "weight_decay != 0.0"),),
+    flags=(Flag("has_wd", (True, False)),),
+    locals="d, sa, std, de",
+    body=_GRAD + """\
+sa = _fma(one_minus_rho * d, d, sq[i] * rho)      # square_avg.mul_(rho).addcmul_(grad, grad, 1-rho)
+sq[i] = sa
+std = _sqrt(sa + eps)                             # square_avg.add(eps).sqrt_()
+de = _sqrt(ad[i] + eps)                           # delta = acc_delta.add(eps).sqrt_()
+de = (de / std) * d                               # delta.div_(std).mul_(grad)
+ad[i] = _fma(one_minus_rho * de, de, ad[i] * rho) # acc_delta.mul_(rho).addcmul_(delta, delta, 1-rho)
+p[i] = _fma(de, neg_lr, p[i])                     # param.add_(delta, alpha=-lr)
+""",
+    doc="""Adadelta step over all arrays in one compiled call (see ``fastoptim.functional.adadelta``).
+
+    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+)
+
+
+ADAMAX = KernelSpec(
+    name="adamax",
+    buffers=("exp_avg", "exp_inf"),
+    optional={},
+    work_per_element=2,
+    lists=("exp_avgs", "exp_infs"),
+    pointers=("m", "u"),
+    when={},
+    steps=True,
+    arguments="double eps, double beta1, double beta2, double lr, double weight_decay, bint maximize=False",
+    consts=(_SIGN, ("wd", "weight_decay")) + _lerp_consts("1.0 - beta1") + (("beta2", "beta2"), ("eps", "eps")),
+    switches=(("has_wd", "weight_decay != 0.0"), _lerp_switch("1.0 - beta1")),
+    flags=(Flag("has_wd", (True, False)), Flag("small_w", (True, False))),
+    # torch: clr = lr / (1 - beta1 ** step), Python floats
+    per_array=(("neg_clr", "-(lr / (1.0 - pow(beta1, <double>step)))"),),
+    locals="d, mi, ui, e",
+    body=_GRAD + """\
+if small_w:                                       # exp_avg.lerp_(grad, 1 - beta1)
+    mi = _fma(w, d - m[i], m[i])
+else:
+    mi = _fma(w_minus_1, d - m[i], d)
+m[i] = mi
+ui = u[i] * beta2                                 # exp_inf.mul_(beta2)
+e = _abs(d) + eps                                 # grad.abs().add_(eps)
+ui = ui if (ui > e or ui != ui) else e            # torch.maximum(..., out=exp_inf): NaN-propagating
+u[i] = ui
+p[i] = p[i] + (neg_clr * mi) / ui                 # param.addcdiv_(exp_avg, exp_inf, value=-clr)
+""",
+    doc="""Adamax step over all arrays in one compiled call (see ``fastoptim.functional.adamax``).
+
+    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+)
+
+
+KERNELS = {spec.name: spec for spec in (SGD, ADAM, RMSPROP, ADAGRAD, ADADELTA, ADAMAX)}
