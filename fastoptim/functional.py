@@ -21,7 +21,7 @@ import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
 
-__all__ = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax"]
+__all__ = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "rprop", "lion"]
 
 # The optimizer classes call the kernels through these, with hyperparameters they have already
 # converted and without the memory-overlap check: a class refuses overlapping parameters when
@@ -407,3 +407,91 @@ def adamax(params, grads, exp_avgs, exp_infs, state_steps, *, eps, beta1, beta2,
     _step(_kernels.adamax,
           dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_infs=exp_infs, state_steps=state_steps),
           dict(eps=eps, beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay), dict(maximize=maximize))
+
+
+@_shared_doc
+def rprop(params, grads, prevs, step_sizes, state_steps, *, step_size_min, step_size_max, etaminus,
+          etaplus, maximize=False):
+    r"""One Rprop step (resilient backpropagation), in place; torch's ``rprop`` functional.
+
+    Elementwise, with :math:`\eta^+` = ``etaplus``, :math:`\eta^-` = ``etaminus``:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize} \\
+        f &= \begin{cases} \eta^+ & g_t\, g_{t-1} > 0 \\ \eta^- & g_t\, g_{t-1} < 0 \\
+                           1 & \text{otherwise} \end{cases} \\
+        \delta_t &\leftarrow \operatorname{clamp}(f\,\delta_{t-1},\ \delta_{\min},\ \delta_{\max}) \\
+        g_t &\leftarrow 0 \quad\text{where } f = \eta^- \\
+        \theta_t &\leftarrow \theta_{t-1} - \operatorname{sign}(g_t)\, \delta_t, \qquad
+        g_{t-1} \leftarrow g_t
+
+    As in torch, a NaN product counts as 0 (``torch.sign(nan)`` is 0) and the stored previous
+    gradient is the zeroed one. Bitwise equal to torch 2.13's CPU single-tensor path.
+
+    Parameters
+    ----------
+    {params}
+    prevs : list of ndarray
+        :math:`g_{t-1}`, one per param (zeros at the start); updated in place.
+    step_sizes : list of ndarray
+        :math:`\delta`, one per param (torch starts them at ``lr``); updated in place.
+    {steps}
+    step_size_min, step_size_max, etaminus, etaplus : float
+    maximize : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, prev, delta, steps = np.zeros(2), np.array([1.0, 1.0]), np.full(2, 0.01), [0]
+    >>> F.rprop([p], [np.array([2.0, -3.0])], [prev], [delta], steps, step_size_min=1e-6,
+    ...         step_size_max=50.0, etaminus=0.5, etaplus=1.2)
+    >>> p, delta, prev
+    (array([-0.012,  0.   ]), array([0.012, 0.005]), array([2., 0.]))
+    """
+    _step(_kernels.rprop,
+          dict(params=params, grads=grads, prevs=prevs, step_sizes=step_sizes, state_steps=state_steps),
+          dict(step_size_min=step_size_min, step_size_max=step_size_max, etaminus=etaminus, etaplus=etaplus),
+          dict(maximize=maximize))
+
+
+def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=False):
+    r"""One Lion step (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), in place.
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize} \\
+        \theta_{t-1} &\leftarrow \theta_{t-1}\,(1 - \gamma\lambda) \\
+        c_t &= \beta_1\, m_{t-1} + (1-\beta_1)\, g_t \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\, \operatorname{sign}(c_t) \\
+        m_t &\leftarrow \beta_2\, m_{t-1} + (1-\beta_2)\, g_t
+
+    with :math:`\operatorname{sign}(0) = 0`. Not part of torch: the rounding is that of the
+    reference implementation written in torch ops (``exp_avg.mul(beta1).add(grad, alpha=1-beta1)``,
+    ``param.add_(update.sign_(), alpha=-lr)``, ``exp_avg.mul_(beta2).add_(grad, alpha=1-beta2)``,
+    where ``add`` with ``alpha`` is a fused multiply-add on torch's CPU path).
+
+    Parameters
+    ----------
+    params : list of ndarray
+        Updated in place.
+    grads : list of ndarray
+        One per param, same shape and dtype; only read.
+    exp_avgs : list of ndarray
+        :math:`m`, one per param (zeros at the start); updated in place.
+    lr, beta1, beta2, weight_decay : float
+    maximize : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, m = np.zeros(3), np.zeros(3)
+    >>> F.lion([p], [np.array([0.5, 0.0, -2.0])], [m], lr=0.1, beta1=0.9, beta2=0.99,
+    ...        weight_decay=0.0)
+    >>> p, m
+    (array([-0.1,  0. ,  0.1]), array([ 0.005,  0.   , -0.02 ]))
+    """
+    _step(_kernels.lion, dict(params=params, grads=grads, exp_avgs=exp_avgs),
+          dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay), dict(maximize=maximize))

@@ -59,10 +59,21 @@ def _pick(rng, *choices):
 class Case:
     """One optimizer: random configs, its state lists, and the fastoptim and torch calls."""
 
-    def __init__(self, name, config, lists, fo_call, torch_call, sqrt=True):
-        self.name, self.config, self.lists = name, config, lists
+    def __init__(self, name, config, lists, fo_call, torch_call, sqrt=True, init=lambda cfg: {}, steps=True):
+        self.name, self.config, self.lists, self.init = name, config, lists, init
+        self.steps = steps      # keeps step counts
         self.fo_call, self.torch_call = fo_call, torch_call
         self.sqrt = sqrt        # the update takes the square root of an array
+
+
+def _torch_lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize):
+    """Lion in torch ops (torch has none): the reference implementation's order (lion-pytorch)."""
+    for p, g, m in zip(params, grads, exp_avgs):
+        g = -g if maximize else g
+        p.mul_(1 - lr * weight_decay)
+        update = m.mul(beta1).add(g, alpha=1 - beta1).sign_()
+        p.add_(update, alpha=-lr)
+        m.mul_(beta2).add_(g, alpha=1 - beta2)
 
 
 def _rmsprop_lists(cfg):
@@ -113,6 +124,30 @@ CASES = {
             p, g, st["exp_avgs"], st["exp_infs"], steps, foreach=foreach, **cfg),
         sqrt=False,
     ),
+    "rprop": Case(
+        "rprop",
+        lambda rng: dict(step_size_min=_pick(rng, 1e-6, 1e-3), step_size_max=_pick(rng, 50.0, 0.05),
+                         etaminus=_pick(rng, 0.5, 0.3), etaplus=_pick(rng, 1.2, 1.5),
+                         maximize=_pick(rng, False, True), lr=_pick(rng, 1e-2, 1e-3)),
+        lambda cfg: {"prevs": True, "step_sizes": True},
+        lambda p, g, st, steps, cfg: F.rprop(p, g, st["prevs"], st["step_sizes"], steps,
+                                             **{k: v for k, v in cfg.items() if k != "lr"}),
+        lambda p, g, st, steps, cfg, foreach: _torch_fn("rprop")(
+            p, g, st["prevs"], st["step_sizes"], steps, foreach=foreach,
+            **{k: v for k, v in cfg.items() if k != "lr"}),
+        sqrt=False,
+        init=lambda cfg: {"step_sizes": cfg["lr"]},      # torch: step_size = full_like(grad, lr)
+    ),
+    "lion": Case(
+        "lion",
+        lambda rng: dict(lr=_pick(rng, 1e-4, 1e-3), beta1=_pick(rng, 0.9, 0.95), beta2=_pick(rng, 0.99, 0.98),
+                         weight_decay=_pick(rng, 0.0, 0.1), maximize=_pick(rng, False, True)),
+        lambda cfg: {"exp_avgs": True},
+        lambda p, g, st, steps, cfg: F.lion(p, g, st["exp_avgs"], **cfg),
+        lambda p, g, st, steps, cfg, foreach: _torch_lion(p, g, st["exp_avgs"], **cfg),
+        sqrt=False,
+        steps=False,
+    ),
 }
 
 
@@ -135,12 +170,12 @@ def run_case(case, seed, dtype, n_arrays=12, steps=STEPS, threads=1, torch_runs=
     params = _initial(rng, dtype, n_arrays)
     used = case.lists(cfg)
     # state starts at zero, as torch's optimizers create it
-    fo_state = {k: [np.zeros_like(p) for p in params] if on else [] for k, on in used.items()}
+    init = case.init(cfg)      # starting values of the state lists (default 0, as torch)
+    fo_state = {k: [np.full_like(p, init.get(k, 0)) for p in params] if on else [] for k, on in used.items()}
     fo_params = [p.copy() for p in params]
     fo_steps = [0] * len(params)
     runs = {run: ([torch.from_numpy(p.copy()) for p in params],
-                  {k: [torch.zeros(p.shape, dtype=torch.from_numpy(p).dtype) for p in params] if on else []
-                   for k, on in used.items()},
+                  {k: [torch.from_numpy(a.copy()) for a in fo_state[k]] for k in used},
                   [torch.tensor(0.0) for _ in params]) for run in torch_runs}
     old = fo.get_num_threads(), kernels.get_min_elements_per_thread()
     fo.set_num_threads(threads)
@@ -156,7 +191,7 @@ def run_case(case, seed, dtype, n_arrays=12, steps=STEPS, threads=1, torch_runs=
     finally:
         fo.set_num_threads(old[0])
         kernels.set_min_elements_per_thread(old[1])
-    assert fo_steps == [steps] * len(params)
+    assert fo_steps == ([steps] * len(params) if case.steps else [0] * len(params))
     out = {"fo": fo_params + [a for k in used for a in fo_state[k]]}
     for run, (tp, tst, _) in runs.items():
         out[run] = [t.numpy() for t in tp] + [t.numpy() for k in used for t in tst[k]]
@@ -246,11 +281,12 @@ def test_bad_input_changes_nothing(name):
     with pytest.raises(ValueError, match=rf"{first_list}\[1\] has shape \(4,\) but params\[1\] has shape \(5,\)"):
         case.fo_call(params, grads, state, steps, cfg)
     state[first_list][1] = before[len(params) + 1].copy()
-    steps[0] = -1
-    with pytest.raises(ValueError, match=r"state_steps\[0\] must be >= 0, got -1"):
-        case.fo_call(params, grads, state, steps, cfg)
+    if case.steps:
+        steps[0] = -1
+        with pytest.raises(ValueError, match=r"state_steps\[0\] must be >= 0, got -1"):
+            case.fo_call(params, grads, state, steps, cfg)
+        assert steps == [-1, 4, 4]
     after = [p for p in params] + [a for st in state.values() for a in st]
-    assert steps == [-1, 4, 4]
     for a, b in zip(before, after):
         assert np.array_equal(a, b)
     state[first_list].pop()
@@ -258,7 +294,7 @@ def test_bad_input_changes_nothing(name):
         case.fo_call(params, grads, state, [0, 0, 0], cfg)
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name", sorted(n for n in CASES if CASES[n].steps))
 def test_steps_accept_zero_d_arrays_and_become_ints(name):
     case = CASES[name]
     rng = np.random.default_rng(5)

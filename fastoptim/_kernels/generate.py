@@ -83,8 +83,8 @@ class KernelView:
         def rec(level, chosen, depth):
             pad = "    " * depth
             if level == len(self.flags):
-                lits = ", ".join(repr(chosen[f.name]) for f in self.flags)
-                lines.append(f"{pad}_{self.name}_loop({args}, {lits})")
+                lits = "".join(", " + repr(chosen[f.name]) for f in self.flags)
+                lines.append(f"{pad}_{self.name}_loop({args}{lits})")
                 return
             flag = self.flags[level]
             if flag.only_if and not eval(flag.only_if, {}, dict(chosen)):  # noqa: S307 (build-time data)
@@ -104,19 +104,20 @@ class KernelView:
 
     # -- drivers ---------------------------------------------------------------------------------
     def driver_params(self):
-        return ", ".join([f"floating {c}" for c in self.consts] + [f"int {s}" for s in self.switches])
+        """The consts and switches as trailing parameters of the drivers (", ..." or "")."""
+        return "".join(", " + x for x in [f"floating {c}" for c in self.consts] + [f"int {s}" for s in self.switches])
 
     def driver_args(self):
-        return ", ".join(self.consts + self.switches)
+        return "".join(", " + x for x in self.consts + self.switches)
 
     def segment_call_args(self):
         """Arguments of the segment call in the share driver (the segment is ``seg``, the part of
-        it in this share ``[a, b)``)."""
-        out = ["(<floating*>seg.param) + a", "(<const floating*>seg.grad) + a"]
+        it in this share ``[_a, _b)``)."""
+        out = ["(<floating*>seg.param) + _a", "(<const floating*>seg.grad) + _a"]
         for k, key in enumerate(self.spec.buffers):
-            ptr = f"(<floating*>seg.buf[{k}]) + a"
+            ptr = f"(<floating*>seg.buf[{k}]) + _a"
             out.append(f"{ptr} if seg.buf[{k}] != NULL else NULL" if key in self.spec.when else ptr)
-        out.append("b - a")
+        out.append("_b - _a")
         out += self.consts
         out += [f"<floating>seg.s[{k}]" for k in range(len(self.per_array))]
         out += [f.expr or f.name for f in self.flags]
@@ -169,9 +170,10 @@ class KernelView:
         return _indent("\n".join(lines), 4)
 
     def run_args(self, ctype):
+        """The consts and switches for the ``ctype`` driver call (", ..." or "")."""
         consts = [f"<{ctype}>({expr.replace('floating', ctype)})" for _, expr in self.spec.consts]
         switches = [f"<int>({expr.replace('floating', ctype)})" for _, expr in self.spec.switches]
-        return ", ".join(consts + switches)
+        return "".join(", " + x for x in consts + switches)
 
 
 def render(variant, kernels=None):

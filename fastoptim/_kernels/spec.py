@@ -353,4 +353,77 @@ p[i] = p[i] + (neg_clr * mi) / ui                 # param.addcdiv_(exp_avg, exp_
 )
 
 
-KERNELS = {spec.name: spec for spec in (SGD, ADAM, RMSPROP, ADAGRAD, ADADELTA, ADAMAX)}
+RPROP = KernelSpec(
+    name="rprop",
+    buffers=("prev", "step_size"),
+    optional={},
+    work_per_element=1,
+    lists=("prevs", "step_sizes"),
+    pointers=("prev", "ss"),
+    when={},
+    steps=True,
+    arguments="double step_size_min, double step_size_max, double etaminus, double etaplus, "
+              "bint maximize=False",
+    consts=(_SIGN, ("etaplus", "etaplus"), ("etaminus", "etaminus"), ("lo", "step_size_min"),
+            ("hi", "step_size_max")),
+    switches=(),
+    flags=(),
+    locals="d, x, f, s, sg",
+    body="""\
+d = g[i] * sign                                   # grad = -grad if maximize (exact negation)
+x = d * prev[i]                                   # grad.mul(prev).sign(), then
+if x > 0:
+    f = etaplus                                   # sign[sign.gt(0)] = etaplus
+elif x < 0:
+    f = etaminus                                  # sign[sign.lt(0)] = etaminus
+else:
+    f = 1                                         # sign[sign.eq(0)] = 1 (torch.sign(nan) is 0)
+s = ss[i] * f                                     # step_size.mul_(sign)
+if s == s:                                        # .clamp_(min, max) as ATen's vector path: NaN stays
+    s = s if s > lo else lo
+    s = s if s < hi else hi
+ss[i] = s
+if f == etaminus:
+    d = 0                                         # grad[sign.eq(etaminus)] = 0
+sg = <floating>((d > 0) - (d < 0))                # grad.sign() (0 for 0 and NaN)
+p[i] = _fma(-sg, s, p[i])                         # param.addcmul_(grad.sign(), step_size, value=-1)
+prev[i] = d                                       # prev.copy_(grad)
+""",
+    doc="""Rprop step over all arrays in one compiled call (see ``fastoptim.functional.rprop``).
+
+    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+)
+
+
+LION = KernelSpec(
+    name="lion",
+    buffers=("exp_avg",),
+    optional={},
+    work_per_element=1,
+    lists=("exp_avgs",),
+    pointers=("m",),
+    when={},
+    arguments="double lr, double beta1, double beta2, double weight_decay, bint maximize=False",
+    consts=(_SIGN, ("decay", "1.0 - lr * weight_decay"), ("beta1", "beta1"), ("one_minus_beta1", "1.0 - beta1"),
+            ("beta2", "beta2"), ("one_minus_beta2", "1.0 - beta2"), ("neg_lr", "-lr")),
+    switches=(("has_wd", "weight_decay != 0.0"),),
+    flags=(Flag("has_wd", (True, False)),),
+    locals="d, x, c, sg",
+    # Not in torch: written as the reference implementation (lucidrains/lion-pytorch) in torch ops.
+    body="""\
+d = g[i] * sign                                   # grad = -grad if maximize (exact negation)
+x = p[i]
+if has_wd:
+    x = x * decay                                 # param.mul_(1 - lr*wd)
+c = _fma(d, one_minus_beta1, m[i] * beta1)        # update = exp_avg.mul(beta1).add(grad, alpha=1-beta1)
+sg = <floating>((c > 0) - (c < 0))                # update.sign_() (sign(0) = 0)
+p[i] = _fma(sg, neg_lr, x)                        # param.add_(update, alpha=-lr)
+m[i] = _fma(d, one_minus_beta2, m[i] * beta2)     # exp_avg.mul_(beta2).add_(grad, alpha=1-beta2)
+""",
+    doc="""Lion step over all arrays in one compiled call (see ``fastoptim.functional.lion``).
+
+    Everything is validated before anything is modified.""",
+)
+
+
+KERNELS = {spec.name: spec for spec in (SGD, ADAM, RMSPROP, ADAGRAD, ADADELTA, ADAMAX, RPROP, LION)}
