@@ -21,7 +21,7 @@ import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
 
-__all__ = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "rprop", "lion"]
+__all__ = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "rprop", "lion", "radam"]
 
 # The optimizer classes call the kernels through these, with hyperparameters they have already
 # converted and without the memory-overlap check: a class refuses overlapping parameters when
@@ -495,3 +495,55 @@ def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=Fa
     """
     _step(_kernels.lion, dict(params=params, grads=grads, exp_avgs=exp_avgs),
           dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay), dict(maximize=maximize))
+
+
+@_shared_doc
+def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_decay=False, maximize=False,
+          *, beta1, beta2, lr, weight_decay, eps):
+    r"""One RAdam step (rectified Adam; L2 or decoupled weight decay), in place; torch's ``radam``.
+
+    With :math:`t` the param's step count after incrementing it,
+    :math:`\rho_\infty = 2/(1-\beta_2) - 1` and
+    :math:`\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)`:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize} \\
+        \theta_{t-1} &\leftarrow \theta_{t-1}\,(1 - \gamma\lambda) \quad\text{if decoupled},
+        \qquad g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{otherwise, if } \lambda \ne 0 \\
+        m_t &\leftarrow \operatorname{lerp}(m_{t-1}, g_t, 1-\beta_1), \qquad
+        v_t \leftarrow \beta_2\, v_{t-1} + (1-\beta_2)\, g_t^2 \\
+        \hat m_t &= \gamma\, m_t / (1-\beta_1^t) \\
+        \theta_t &\leftarrow \begin{cases}
+            \theta_{t-1} - \hat m_t\, \dfrac{\sqrt{1-\beta_2^t}}{\sqrt{v_t} + \epsilon}\, r_t &
+            \rho_t > 5, \quad r_t = \sqrt{\dfrac{(\rho_t-4)(\rho_t-2)\rho_\infty}
+                                             {(\rho_\infty-4)(\rho_\infty-2)\rho_t}} \\
+            \theta_{t-1} - \hat m_t & \text{otherwise} \end{cases}
+
+    As in torch, :math:`\epsilon` is added to :math:`\sqrt{v_t}` before the bias correction
+    multiplies. Rounding follows torch 2.13's CPU single-tensor path op by op (the adaptive term
+    is ``reciprocal()`` times the scalar, as torch's ``float / Tensor`` computes it).
+
+    Parameters
+    ----------
+    {params}
+    exp_avgs, exp_avg_sqs : list of ndarray
+        :math:`m` and :math:`v`, one per param; updated in place.
+    {steps}
+    decoupled_weight_decay, maximize : bool, default False
+    beta1, beta2, lr, weight_decay, eps : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, m, v, steps = np.zeros(2), np.zeros(2), np.zeros(2), [0]
+    >>> F.radam([p], [np.array([1.0, -2.0])], [m], [v], steps, beta1=0.9, beta2=0.999, lr=0.1,
+    ...         weight_decay=0.0, eps=1e-8)
+    >>> p.round(6)
+    array([-0.1,  0.2])
+    """
+    _step(_kernels.radam,
+          dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, state_steps=state_steps),
+          dict(beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps),
+          dict(decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))

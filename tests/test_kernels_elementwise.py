@@ -138,6 +138,16 @@ CASES = {
         sqrt=False,
         init=lambda cfg: {"step_sizes": cfg["lr"]},      # torch: step_size = full_like(grad, lr)
     ),
+    "radam": Case(
+        "radam",
+        lambda rng: dict(lr=_pick(rng, 1e-3, 1e-2), beta1=_pick(rng, 0.9, 0.3, 0.6), beta2=_pick(rng, 0.999, 0.9, 0.99),
+                         eps=_pick(rng, 1e-8, 1e-3), weight_decay=_pick(rng, 0.0, 0.01),
+                         decoupled_weight_decay=_pick(rng, False, True), maximize=_pick(rng, False, True)),
+        lambda cfg: {"exp_avgs": True, "exp_avg_sqs": True},
+        lambda p, g, st, steps, cfg: F.radam(p, g, st["exp_avgs"], st["exp_avg_sqs"], steps, **cfg),
+        lambda p, g, st, steps, cfg, foreach: _torch_fn("radam")(
+            p, g, st["exp_avgs"], st["exp_avg_sqs"], steps, foreach=foreach, **cfg),
+    ),
     "lion": Case(
         "lion",
         lambda rng: dict(lr=_pick(rng, 1e-4, 1e-3), beta1=_pick(rng, 0.9, 0.95), beta2=_pick(rng, 0.99, 0.98),

@@ -426,4 +426,61 @@ m[i] = _fma(d, one_minus_beta2, m[i] * beta2)     # exp_avg.mul_(beta2).add_(gra
 )
 
 
-KERNELS = {spec.name: spec for spec in (SGD, ADAM, RMSPROP, ADAGRAD, ADADELTA, ADAMAX, RPROP, LION)}
+_RHO_INF = "(2.0 / (1.0 - beta2) - 1.0)"
+
+RADAM = KernelSpec(
+    name="radam",
+    buffers=("exp_avg", "exp_avg_sq"),
+    optional={},
+    work_per_element=2,
+    lists=("exp_avgs", "exp_avg_sqs"),
+    pointers=("m", "v"),
+    when={},
+    steps=True,
+    arguments="double beta1, double beta2, double lr, double weight_decay, double eps, "
+              "bint decoupled_weight_decay=False, bint maximize=False",
+    consts=(_SIGN, ("wd", "weight_decay"), ("decay", "1.0 - lr * weight_decay")) + _lerp_consts("1.0 - beta1")
+    + (("beta2", "beta2"), ("one_minus_beta2", "1.0 - beta2"), ("eps", "eps"), ("lr", "lr")),
+    switches=(("wd_mode", "0 if weight_decay == 0.0 else (2 if decoupled_weight_decay else 1)"),
+              _lerp_switch("1.0 - beta1")),
+    flags=(Flag("wd_mode", (0, 1, 2)), Flag("small_w", (True, False)),
+           # torch: the rectified update when rho_t > 5, else the un-adapted one (per array: its step)
+           Flag("rectify", (True, False), "seg.s[2] > 5.0")),
+    # torch, in Python floats: bias_correction1 = 1 - beta1**step; bias_correction2 = 1 - beta2**step;
+    # rho_inf = 2 / (1 - beta2) - 1; rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2;
+    # rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+    per_array=(
+        ("bc1", "1.0 - pow(beta1, <double>step)"),
+        ("bc2_sqrt", "pow(1.0 - pow(beta2, <double>step), 0.5)"),
+        ("rho_t", f"{_RHO_INF} - 2.0 * <double>step * pow(beta2, <double>step) / (1.0 - pow(beta2, <double>step))"),
+        ("rect", f"pow((rho_t - 4.0) * (rho_t - 2.0) * {_RHO_INF} / "
+                 f"(({_RHO_INF} - 4.0) * ({_RHO_INF} - 2.0) * rho_t), 0.5)"),
+    ),
+    locals="d, x, mi, vi, u",
+    body="""\
+d = g[i] * sign                                   # grad = -grad if maximize (exact negation)
+x = p[i]
+if wd_mode == 1:
+    d = _fma(x, wd, d)                            # grad.add(param, alpha=wd)
+elif wd_mode == 2:
+    x = x * decay                                 # param.mul_(1 - lr*wd)
+if small_w:                                       # exp_avg.lerp_(grad, 1 - beta1)
+    mi = _fma(w, d - m[i], m[i])
+else:
+    mi = _fma(w_minus_1, d - m[i], d)
+m[i] = mi
+vi = _fma(one_minus_beta2 * d, d, v[i] * beta2)   # exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
+v[i] = vi
+u = (mi / bc1) * lr                               # bias_corrected_exp_avg = exp_avg / bc1; (...) * lr
+if rectify:
+    # adaptive_lr = bc2**0.5 / exp_avg_sq.sqrt().add_(eps), a Tensor.__rtruediv__: reciprocal() * bc2**0.5
+    u = (u * ((<floating>1 / (_sqrt(vi) + eps)) * bc2_sqrt)) * rect
+p[i] = x - u                                      # param.add_(..., alpha=-1.0)
+""",
+    doc="""RAdam step over all arrays in one compiled call (see ``fastoptim.functional.radam``).
+
+    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+)
+
+
+KERNELS = {spec.name: spec for spec in (SGD, ADAM, RMSPROP, ADAGRAD, ADADELTA, ADAMAX, RPROP, LION, RADAM)}
