@@ -21,7 +21,7 @@ import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
 
-__all__ = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "rprop", "lion", "radam"]
+__all__ = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "rprop", "lion", "radam", "nadam", "asgd"]
 
 # The optimizer classes call the kernels through these, with hyperparameters they have already
 # converted and without the memory-overlap check: a class refuses overlapping parameters when
@@ -547,3 +547,106 @@ def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_de
           dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, state_steps=state_steps),
           dict(beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps),
           dict(decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
+
+
+@_shared_doc
+def nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps, decoupled_weight_decay=False,
+          maximize=False, *, beta1, beta2, lr, weight_decay, momentum_decay, eps):
+    r"""One NAdam step (Nesterov-accelerated Adam with momentum decay), in place; torch's ``nadam``.
+
+    With :math:`t` the param's step count after incrementing it and :math:`\psi` =
+    ``momentum_decay``:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize} \\
+        \theta_{t-1} &\leftarrow \theta_{t-1}\,(1 - \gamma\lambda) \quad\text{if decoupled},
+        \qquad g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{otherwise, if } \lambda \ne 0 \\
+        \mu_t &= \beta_1 (1 - \tfrac12\, 0.96^{t\psi}), \qquad
+        \mu_{t+1} = \beta_1 (1 - \tfrac12\, 0.96^{(t+1)\psi}), \qquad
+        P_t = P_{t-1}\,\mu_t \\
+        m_t &\leftarrow \operatorname{lerp}(m_{t-1}, g_t, 1-\beta_1), \qquad
+        v_t \leftarrow \beta_2\, v_{t-1} + (1-\beta_2)\, g_t^2 \\
+        d_t &= \sqrt{v_t / (1-\beta_2^t)} + \epsilon \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma (1-\mu_t)}{1-P_t}\,\frac{g_t}{d_t}
+                   - \frac{\gamma\,\mu_{t+1}}{1-P_t\,\mu_{t+1}}\,\frac{m_t}{d_t}
+
+    :math:`P` is each param's ``mu_product``: a 0-d array (float32 unless you keep it in float64,
+    as torch keeps a 0-d tensor of its default dtype), multiplied in its own dtype as torch does.
+    Rounding follows torch 2.13's CPU single-tensor path op by op.
+
+    Parameters
+    ----------
+    {params}
+    exp_avgs, exp_avg_sqs : list of ndarray
+        :math:`m` and :math:`v`, one per param; updated in place.
+    mu_products : list of 0-d ndarray
+        :math:`P`, one per param (1.0 at the start); updated in place.
+    {steps}
+    decoupled_weight_decay, maximize : bool, default False
+    beta1, beta2, lr, weight_decay, momentum_decay, eps : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, m, v = np.zeros(2), np.zeros(2), np.zeros(2)
+    >>> mu_products, steps = [np.array(1.0, dtype=np.float32)], [0]
+    >>> F.nadam([p], [np.array([1.0, -2.0])], [m], [v], mu_products, steps, beta1=0.9, beta2=0.999,
+    ...         lr=0.002, weight_decay=0.0, momentum_decay=0.004, eps=1e-8)
+    >>> p.round(6), mu_products[0]
+    (array([-0.002113,  0.002113]), array(0.45007348, dtype=float32))
+    """
+    _step(_kernels.nadam,
+          dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, mu_products=mu_products,
+               state_steps=state_steps),
+          dict(beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, momentum_decay=momentum_decay, eps=eps),
+          dict(decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
+
+
+@_shared_doc
+def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, lr, t0, alpha, weight_decay):
+    r"""One ASGD step (averaged SGD), in place; torch's ``asgd`` functional.
+
+    With :math:`\eta_{t-1}`, :math:`\mu_{t-1}` each param's ``eta`` and ``mu`` from the previous
+    step and :math:`t` its step count after incrementing it:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}, \qquad
+        g_t \leftarrow g_t + \lambda_w\,\theta_{t-1} \quad\text{if } \lambda_w \ne 0 \\
+        \theta_t &\leftarrow \theta_{t-1}\,(1 - \lambda\,\eta_{t-1}) - \eta_{t-1}\, g_t \\
+        a_t &\leftarrow \begin{cases} \theta_t & \mu_{t-1} = 1 \\
+                                     a_{t-1} + \mu_{t-1}(\theta_t - a_{t-1}) & \text{otherwise}
+                        \end{cases} \\
+        \eta_t &= \gamma / (1 + \lambda\gamma t)^{\alpha}, \qquad \mu_t = 1 / \max(1, t - t_0)
+
+    :math:`\eta` and :math:`\mu` are 0-d arrays (torch's 0-d tensors: float32 by default), stored
+    rounded to their dtype as torch stores them. Bitwise equal to torch 2.13's CPU single-tensor
+    path.
+
+    Parameters
+    ----------
+    {params}
+    axs : list of ndarray
+        The averaged parameters :math:`a`, one per param; updated in place.
+    mus, etas : list of 0-d ndarray
+        One each per param (torch starts them at 1.0 and ``lr``); updated in place.
+    {steps}
+    maximize : bool, default False
+    lambd, lr, t0, alpha, weight_decay : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, ax = np.ones(2), np.zeros(2)
+    >>> mus, etas, steps = [np.array(1.0, np.float32)], [np.array(0.5, np.float32)], [0]
+    >>> F.asgd([p], [np.array([1.0, -1.0])], [ax], mus, etas, steps, lambd=0.0, lr=0.5, t0=1e6,
+    ...        alpha=0.75, weight_decay=0.0)
+    >>> p, ax, etas[0]
+    (array([0.5, 1.5]), array([0.5, 1.5]), array(0.5, dtype=float32))
+    """
+    _step(_kernels.asgd,
+          dict(params=params, grads=grads, axs=axs, mus=mus, etas=etas, state_steps=state_steps),
+          dict(lambd=lambd, lr=lr, t0=t0, alpha=alpha, weight_decay=weight_decay), dict(maximize=maximize))

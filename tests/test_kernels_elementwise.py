@@ -59,8 +59,10 @@ def _pick(rng, *choices):
 class Case:
     """One optimizer: random configs, its state lists, and the fastoptim and torch calls."""
 
-    def __init__(self, name, config, lists, fo_call, torch_call, sqrt=True, init=lambda cfg: {}, steps=True):
+    def __init__(self, name, config, lists, fo_call, torch_call, sqrt=True, init=lambda cfg: {}, steps=True,
+                 scalars=None):
         self.name, self.config, self.lists, self.init = name, config, lists, init
+        self.scalars = scalars or {}    # per-param 0-d scalar state: {list name: start value(cfg)}, float32
         self.steps = steps      # keeps step counts
         self.fo_call, self.torch_call = fo_call, torch_call
         self.sqrt = sqrt        # the update takes the square root of an array
@@ -148,6 +150,31 @@ CASES = {
         lambda p, g, st, steps, cfg, foreach: _torch_fn("radam")(
             p, g, st["exp_avgs"], st["exp_avg_sqs"], steps, foreach=foreach, **cfg),
     ),
+    "nadam": Case(
+        "nadam",
+        lambda rng: dict(lr=_pick(rng, 2e-3, 1e-2), beta1=_pick(rng, 0.9, 0.3, 0.6), beta2=_pick(rng, 0.999, 0.9),
+                         eps=_pick(rng, 1e-8, 1e-3), weight_decay=_pick(rng, 0.0, 0.01),
+                         momentum_decay=_pick(rng, 4e-3, 0.1), decoupled_weight_decay=_pick(rng, False, True),
+                         maximize=_pick(rng, False, True)),
+        lambda cfg: {"exp_avgs": True, "exp_avg_sqs": True},
+        lambda p, g, st, steps, cfg: F.nadam(p, g, st["exp_avgs"], st["exp_avg_sqs"], st["mu_products"], steps,
+                                             **cfg),
+        lambda p, g, st, steps, cfg, foreach: _torch_fn("nadam")(
+            p, g, st["exp_avgs"], st["exp_avg_sqs"], st["mu_products"], steps, foreach=foreach, **cfg),
+        scalars={"mu_products": lambda cfg: 1.0},
+    ),
+    "asgd": Case(
+        "asgd",
+        lambda rng: dict(lr=_pick(rng, 1e-2, 0.1), lambd=_pick(rng, 1e-4, 1e-2), alpha=_pick(rng, 0.75, 0.5),
+                         t0=_pick(rng, 1e6, 20.0, 0.0), weight_decay=_pick(rng, 0.0, 0.01),
+                         maximize=_pick(rng, False, True)),
+        lambda cfg: {"axs": True},
+        lambda p, g, st, steps, cfg: F.asgd(p, g, st["axs"], st["mus"], st["etas"], steps, **cfg),
+        lambda p, g, st, steps, cfg, foreach: _torch_fn("asgd")(
+            p, g, st["axs"], st["mus"], st["etas"], steps, foreach=foreach, **cfg),
+        sqrt=False,
+        scalars={"mus": lambda cfg: 1.0, "etas": lambda cfg: cfg["lr"]},
+    ),
     "lion": Case(
         "lion",
         lambda rng: dict(lr=_pick(rng, 1e-4, 1e-3), beta1=_pick(rng, 0.9, 0.95), beta2=_pick(rng, 0.99, 0.98),
@@ -182,10 +209,12 @@ def run_case(case, seed, dtype, n_arrays=12, steps=STEPS, threads=1, torch_runs=
     # state starts at zero, as torch's optimizers create it
     init = case.init(cfg)      # starting values of the state lists (default 0, as torch)
     fo_state = {k: [np.full_like(p, init.get(k, 0)) for p in params] if on else [] for k, on in used.items()}
+    for k, start in case.scalars.items():
+        fo_state[k] = [np.array(start(cfg), np.float32) for _ in params]
     fo_params = [p.copy() for p in params]
     fo_steps = [0] * len(params)
     runs = {run: ([torch.from_numpy(p.copy()) for p in params],
-                  {k: [torch.from_numpy(a.copy()) for a in fo_state[k]] for k in used},
+                  {k: [torch.from_numpy(a.copy()) for a in fo_state[k]] for k in fo_state},
                   [torch.tensor(0.0) for _ in params]) for run in torch_runs}
     old = fo.get_num_threads(), kernels.get_min_elements_per_thread()
     fo.set_num_threads(threads)
@@ -202,9 +231,9 @@ def run_case(case, seed, dtype, n_arrays=12, steps=STEPS, threads=1, torch_runs=
         fo.set_num_threads(old[0])
         kernels.set_min_elements_per_thread(old[1])
     assert fo_steps == ([steps] * len(params) if case.steps else [0] * len(params))
-    out = {"fo": fo_params + [a for k in used for a in fo_state[k]]}
+    out = {"fo": fo_params + [np.atleast_1d(a) for k in fo_state for a in fo_state[k]]}
     for run, (tp, tst, _) in runs.items():
-        out[run] = [t.numpy() for t in tp] + [t.numpy() for k in used for t in tst[k]]
+        out[run] = [t.numpy() for t in tp] + [np.atleast_1d(t.numpy()) for k in fo_state for t in tst[k]]
     return out, cfg
 
 
@@ -266,7 +295,10 @@ if __name__ == "__main__":
 
 
 def _zeros_state(case, cfg, params):
-    return {k: [np.zeros_like(p) for p in params] if on else [] for k, on in case.lists(cfg).items()}
+    state = {k: [np.zeros_like(p) for p in params] if on else [] for k, on in case.lists(cfg).items()}
+    for k, start in case.scalars.items():
+        state[k] = [np.array(start(cfg), np.float32) for _ in params]
+    return state
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -313,3 +345,29 @@ def test_steps_accept_zero_d_arrays_and_become_ints(name):
     steps = [np.array(2), 7]
     case.fo_call(params, [np.ones(3), np.ones(3)], _zeros_state(case, cfg, params), steps, cfg)
     assert steps == [3, 8] and all(type(s) is int for s in steps)
+
+
+@pytest.mark.parametrize("name", sorted(n for n in CASES if CASES[n].scalars))
+def test_bad_scalar_state_changes_nothing(name):
+    """The 0-d scalar state (NAdam's mu_products, ASGD's mus/etas) is checked before anything changes."""
+    case = CASES[name]
+    rng = np.random.default_rng(11)
+    cfg = case.config(rng)
+    params = [rng.standard_normal(4) for _ in range(3)]
+    state = _zeros_state(case, cfg, params)
+    key = next(iter(case.scalars))
+    state[key][2] = 1.0
+
+    def snapshot():     # everything but the bad entry
+        return [p.copy() for p in params] + [np.copy(a) for k, st in state.items() for j, a in enumerate(st)
+                                             if (k, j) != (key, 2)]
+    before = snapshot()
+    steps = [0, 0, 0]
+    with pytest.raises(TypeError, match=rf"{key}\[2\] must be a 0-d float32 or float64 array"):
+        case.fo_call(params, [np.ones(4)] * 3, state, steps, cfg)
+    state[key][2] = np.ones(1, np.float32)
+    with pytest.raises(TypeError, match=rf"{key}\[2\] must be a 0-d float32 or float64 array"):
+        case.fo_call(params, [np.ones(4)] * 3, state, steps, cfg)
+    assert steps == [0, 0, 0]
+    for a, b in zip(before, snapshot()):
+        assert np.array_equal(a, b)

@@ -36,7 +36,14 @@ cdef class Plan:
 
 
 cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names, unsigned active,
-                     unsigned lazy, object state_steps, bint check_overlap)
+                     unsigned lazy, tuple extra_lists, tuple extra_names, object state_steps,
+                     bint check_overlap)
+
+# Per-parameter scalar state that torch keeps as a 0-d tensor (NAdam's mu_product, ASGD's eta and
+# mu): a 0-d float32/float64 array, read and written in double, rounded to its dtype.
+cdef double scalar_state(list values, Py_ssize_t i, str name) except? -1.0
+cdef double round_to(object array, double value)
+cdef void set_scalar_state(object array, double value) noexcept
 
 cdef int threads_for(Py_ssize_t work) noexcept nogil
 

@@ -269,15 +269,18 @@ cdef class Plan:
 
 
 cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names, unsigned active,
-                     unsigned lazy, object state_steps, bint check_overlap):
+                     unsigned lazy, tuple extra_lists, tuple extra_names, object state_steps,
+                     bint check_overlap):
     """Validate one call's arrays and plan its work; nothing is modified before everything passed.
 
     ``lists`` holds the state-buffer lists in the kernel's order, ``names`` their argument names;
     bit k of ``active`` says whether ``lists[k]`` is used by this call (an unused list is neither
     read nor checked). A list whose bit is set in ``lazy`` may hold ``None``: that param gets a
     new, uninitialised buffer (``Segment.fresh``) that the kernel fills, stored into the list by
-    ``Plan.commit``. ``state_steps`` (or None) holds the step counts before the call; the new ones
-    go to ``Segment.step`` and, by ``commit``, back into the list.
+    ``Plan.commit``. ``extra_lists`` (named ``extra_names``) are further per-parameter lists the
+    kernel reads itself (scalar state); only their lengths are checked here. ``state_steps`` (or
+    None) holds the step counts before the call; the new ones go to ``Segment.step`` and, by
+    ``commit``, back into the list.
     """
     cdef Py_ssize_t n = len(params), i, k, nbuf = len(lists)
     cdef cnp.ndarray p, g, b
@@ -287,10 +290,13 @@ cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names
     cdef long long step
 
     if len(grads) != n or (state_steps is not None and len(state_steps) != n):
-        _lengths_error(what, params, grads, lists, names, active, state_steps)
+        _lengths_error(what, params, grads, lists, names, active, extra_lists, extra_names, state_steps)
     for k in range(nbuf):
         if (active >> k) & 1 and len(<list>lists[k]) != n:
-            _lengths_error(what, params, grads, lists, names, active, state_steps)
+            _lengths_error(what, params, grads, lists, names, active, extra_lists, extra_names, state_steps)
+    for k in range(len(extra_lists)):
+        if len(<list>extra_lists[k]) != n:
+            _lengths_error(what, params, grads, lists, names, active, extra_lists, extra_names, state_steps)
     plan = Plan(n)
     if state_steps is not None:
         plan.new_steps = [None] * n
@@ -332,13 +338,14 @@ cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names
 
 
 cdef _lengths_error(str what, list params, list grads, tuple lists, tuple names, unsigned active,
-                    object state_steps):
+                    tuple extra_lists, tuple extra_names, object state_steps):
     """Raise the error for lists of different lengths, naming the first one that differs."""
     cdef Py_ssize_t k
     cdef list checked = [("grads", grads)]
     for k in range(len(lists)):
         if (active >> k) & 1:
             checked.append((names[k], lists[k]))
+    checked += list(zip(extra_names, extra_lists))
     if state_steps is not None:
         checked.append(("state_steps", state_steps))
     for name, lst in checked:
@@ -362,3 +369,34 @@ cdef inline long long _as_step(object step, Py_ssize_t i) except? -1:
     if value < 0:
         raise ValueError(f"state_steps[{i}] must be >= 0, got {value}")
     return value
+
+
+cdef double scalar_state(list values, Py_ssize_t i, str name) except? -1.0:
+    """The value of ``values[i]``, a writeable 0-d float32/float64 array, as a double."""
+    cdef object a = values[i]
+    if (not isinstance(a, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 0
+            or not (_is_native_float(<cnp.ndarray>a, cnp.NPY_FLOAT)
+                    or _is_native_float(<cnp.ndarray>a, cnp.NPY_DOUBLE))):
+        raise TypeError(
+            f"{name}[{i}] must be a 0-d float32 or float64 array (torch keeps it as a 0-d tensor), "
+            f"got {_describe(a)}; create it with np.array(value, dtype=np.float32)")
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+        raise ValueError(f"{name}[{i}] is read-only and cannot be updated in place")
+    if cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT:
+        return (<float*>cnp.PyArray_DATA(<cnp.ndarray>a))[0]
+    return (<double*>cnp.PyArray_DATA(<cnp.ndarray>a))[0]
+
+
+cdef double round_to(object array, double value):
+    """``value`` rounded to the dtype of a checked 0-d array (what storing it there keeps)."""
+    if cnp.PyArray_TYPE(<cnp.ndarray>array) == cnp.NPY_FLOAT:
+        return <float>value
+    return value
+
+
+cdef void set_scalar_state(object array, double value) noexcept:
+    """Store ``value`` (rounded to nearest) into a checked 0-d array."""
+    if cnp.PyArray_TYPE(<cnp.ndarray>array) == cnp.NPY_FLOAT:
+        (<float*>cnp.PyArray_DATA(<cnp.ndarray>array))[0] = <float>value
+    else:
+        (<double*>cnp.PyArray_DATA(<cnp.ndarray>array))[0] = value

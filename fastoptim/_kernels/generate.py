@@ -56,7 +56,7 @@ class KernelView:
         self.name = spec.name
         self.work = spec.work_per_element
         self.consts = [name for name, _ in spec.consts]
-        self.per_array = [name for name, _ in spec.per_array]
+        self.per_array = [name for name, _ in spec.per_array if not name.startswith("_")]  # stored in Segment.s
         self.flags = list(spec.flags)
         self.switches = [name for name, _ in spec.switches]
 
@@ -153,21 +153,36 @@ class KernelView:
         return "state_steps" if self.spec.steps else "None"
 
     def per_array_code(self):
-        """Per-array scalars, computed in double when the step changes from the previous array."""
-        names = self.per_array
-        lines = ["cdef double " + ", ".join(f"{n} = 0.0" for n in names)]
+        """Per-array scalars, computed in double (when the step changes from the previous array,
+        if they depend on the step only) and stored into the segments."""
+        lines = ["cdef double " + ", ".join(f"{name} = 0.0" for name, _ in self.spec.per_array)]
         lines += [
             "cdef long long step, _prev_step = -1",
             "cdef Segment* _seg",
             "for i in range(_plan.n):",
             "    _seg = _plan.index[i]",
             "    step = _seg.step",
-            "    if step != _prev_step:",
         ]
-        lines += [f"        {name} = {expr}" for name, expr in self.spec.per_array]
-        lines += ["        _prev_step = step"]
-        lines += [f"    _seg.s[{k}] = {name}" for k, name in enumerate(names)]
+        if self.spec.per_array_cache:
+            lines += ["    if step != _prev_step:"]
+            lines += [f"        {name} = {expr}" for name, expr in self.spec.per_array]
+            lines += ["        _prev_step = step"]
+        else:
+            lines += [f"    {name} = {expr}" for name, expr in self.spec.per_array]
+        lines += [f"    _seg.s[{k}] = {name}" for k, name in enumerate(self.per_array)]
         return _indent("\n".join(lines), 4)
+
+    def finish_code(self):
+        """The spec's ``finish`` per array, with its step and stored per-array scalars bound."""
+        lines = ["for i in range(_plan.n):", "    _seg = _plan.index[i]", "    step = _seg.step"]
+        lines += [f"    {name} = _seg.s[{k}]" for k, name in enumerate(self.per_array)]
+        lines += [_indent(self.spec.finish, 4).rstrip("\n")]
+        return _indent("\n".join(lines), 4)
+
+    def extra_tuples(self):
+        lists = "(" + "".join(f"{name}, " for name in self.spec.extra_lists) + ")"
+        names = "(" + "".join(f'"{name}", ' for name in self.spec.extra_lists) + ")"
+        return f"{lists}, {names}"
 
     def run_args(self, ctype):
         """The consts and switches for the ``ctype`` driver call (", ..." or "")."""

@@ -18,9 +18,12 @@ How one entry becomes code (``kernels.pyx.tp``):
   segment ``seg`` (a ``Segment*``), and each combination of flag values gets its own specialised,
   vectorised copy of the element loop (``only_if``: the flag is pinned to its first value where the
   condition over the other flags is false, so no useless copy is compiled).
-* ``per_array`` scalars are computed in double (C ``pow`` = CPython's ``**``) per array from its new
-  ``step`` (and anything the entry point's arguments hold for array ``i``), cached while consecutive
-  arrays have the same step; the loop receives them cast to the dtype.
+* ``per_array`` scalars are computed in double (C ``pow`` = CPython's ``**``), in order, per array
+  from its new ``step`` (and anything the entry point's arguments hold for array ``i``), cached
+  while consecutive arrays have the same step unless ``per_array_cache`` is false; the loop
+  receives them cast to the dtype (names starting with ``_`` are temporaries, not passed). They
+  may read 0-d scalar-state arrays of ``extra_lists`` with ``scalar_state`` (which validates
+  them); ``finish`` then stores the new values with ``set_scalar_state`` after the kernels ran.
 * ``body`` is the element loop body over index ``i``: the param ``p[i]``, the gradient ``g[i]``, each
   buffer under its ``pointers`` name, the consts, the per-array scalars and the flags (compile-time
   constants in each specialised copy). ``locals`` are declared ``floating``. Rounding is torch
@@ -57,6 +60,8 @@ class KernelSpec:
     body: str                          # the element loop body (Cython), index ``i``
     doc: str                           # the entry point's docstring
     per_array: tuple = ()              # ((name, double expression of step, i and arguments), ...)
+    per_array_cache: bool = True       # per_array depends on the step only (else computed per array)
+    finish: str = ""                   # code run per array ``i`` after the kernels (scalar state updates)
     steps: bool = False                # takes ``state_steps`` (counts before the step; incremented in place)
     lazy: tuple = ()                   # buffers whose ``None`` entries get a new array filled by this step
     extra_lists: tuple = ()            # further list arguments (before state_steps), read by per_array
@@ -66,8 +71,8 @@ class KernelSpec:
         n = len(self.buffers)
         if not (len(self.lists) == len(self.pointers) == n) or n > self.max_buffers:
             raise ValueError(f"{self.name}: buffers, lists and pointers must match (at most {self.max_buffers})")
-        if len(self.per_array) > 4:
-            raise ValueError(f"{self.name}: at most 4 per-array scalars (Segment.s)")
+        if len([name for name, _ in self.per_array if not name.startswith("_")]) > 4:
+            raise ValueError(f"{self.name}: at most 4 stored per-array scalars (Segment.s)")
 
 
 SGD = KernelSpec(
@@ -483,4 +488,112 @@ p[i] = x - u                                      # param.add_(..., alpha=-1.0)
 )
 
 
-KERNELS = {spec.name: spec for spec in (SGD, ADAM, RMSPROP, ADAGRAD, ADADELTA, ADAMAX, RPROP, LION, RADAM)}
+NADAM = KernelSpec(
+    name="nadam",
+    buffers=("exp_avg", "exp_avg_sq"),
+    optional={},
+    work_per_element=2,
+    lists=("exp_avgs", "exp_avg_sqs"),
+    pointers=("m", "v"),
+    when={},
+    extra_lists=("mu_products",),
+    steps=True,
+    arguments="double beta1, double beta2, double lr, double weight_decay, double momentum_decay, "
+              "double eps, bint decoupled_weight_decay=False, bint maximize=False",
+    consts=(_SIGN, ("wd", "weight_decay"), ("decay", "1.0 - lr * weight_decay")) + _lerp_consts("1.0 - beta1")
+    + (("beta2", "beta2"), ("one_minus_beta2", "1.0 - beta2"), ("eps", "eps")),
+    switches=(("wd_mode", "0 if weight_decay == 0.0 else (2 if decoupled_weight_decay else 1)"),
+              _lerp_switch("1.0 - beta1")),
+    flags=(Flag("wd_mode", (0, 1, 2)), Flag("small_w", (True, False))),
+    # torch, in Python floats: mu = beta1 * (1 - 0.5 * 0.96 ** (step * momentum_decay)); mu_next the
+    # same at step + 1; mu_product *= mu (a 0-d tensor: rounded to its dtype, float32 by default);
+    # the two addcdiv values -lr * (1 - mu) / (1 - mu_product) and
+    # (-lr * mu_next) / (1 - mu_product * mu_next); bias_correction2 = 1 - beta2 ** step.
+    per_array=(
+        ("_mu", "beta1 * (1.0 - 0.5 * pow(0.96, <double>step * momentum_decay))"),
+        ("_mu_next", "beta1 * (1.0 - 0.5 * pow(0.96, (<double>step + 1.0) * momentum_decay))"),
+        ("_mu_product", "scalar_state(mu_products, i, 'mu_products')"),   # checks the array first
+        # a product of two float32 values is exact in double: rounding it once is float32's product
+        ("mu_product", "round_to(mu_products[i], _mu_product * round_to(mu_products[i], _mu))"),
+        ("bc2", "1.0 - pow(beta2, <double>step)"),
+        ("neg_a", "-lr * (1.0 - _mu) / (1.0 - mu_product)"),
+        ("neg_b", "(-lr * _mu_next) / (1.0 - mu_product * _mu_next)"),
+    ),
+    per_array_cache=False,
+    finish="set_scalar_state(mu_products[i], mu_product)\n",
+    locals="d, x, mi, vi, den",
+    body="""\
+d = g[i] * sign                                   # grad = -grad if maximize (exact negation)
+x = p[i]
+if wd_mode == 1:
+    d = _fma(x, wd, d)                            # grad.add(param, alpha=wd)
+elif wd_mode == 2:
+    x = x * decay                                 # param.mul_(1 - lr*wd)
+if small_w:                                       # exp_avg.lerp_(grad, 1 - beta1)
+    mi = _fma(w, d - m[i], m[i])
+else:
+    mi = _fma(w_minus_1, d - m[i], d)
+m[i] = mi
+vi = _fma(one_minus_beta2 * d, d, v[i] * beta2)   # exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
+v[i] = vi
+den = _sqrt(vi / bc2) + eps                       # exp_avg_sq.div(bias_correction2).sqrt(); add_(eps)
+x = x + (neg_a * d) / den                         # param.addcdiv_(grad, denom, value=neg_a)
+p[i] = x + (neg_b * mi) / den                     # param.addcdiv_(exp_avg, denom, value=neg_b)
+""",
+    doc="""NAdam step over all arrays in one compiled call (see ``fastoptim.functional.nadam``).
+
+    ``mu_products`` holds 0-d float arrays (torch's 0-d tensors), updated in place with the steps.
+    Everything is validated before anything is modified.""",
+)
+
+
+ASGD = KernelSpec(
+    name="asgd",
+    buffers=("ax",),
+    optional={},
+    work_per_element=1,
+    lists=("axs",),
+    pointers=("ax",),
+    when={},
+    extra_lists=("mus", "etas"),
+    steps=True,
+    arguments="double lambd, double lr, double t0, double alpha, double weight_decay, bint maximize=False",
+    consts=(_SIGN, ("wd", "weight_decay")),
+    switches=(("has_wd", "weight_decay != 0.0"),),
+    # torch: ax.copy_(param) when mu is exactly 1, else ax.add_(param.sub(ax).mul_(mu))
+    flags=(Flag("has_wd", (True, False)), Flag("mu_one", (True, False), "seg.s[2] == 1.0")),
+    # eta and mu are the 0-d tensors of the previous step (torch reads them before updating them)
+    per_array=(
+        ("_eta", "scalar_state(etas, i, 'etas')"),
+        ("decay", "1.0 - lambd * _eta"),
+        ("neg_eta", "-_eta"),
+        ("mu", "scalar_state(mus, i, 'mus')"),
+    ),
+    per_array_cache=False,
+    # torch, in Python floats, stored into the 0-d tensors: eta = lr / ((1 + lambd * lr * step) ** alpha);
+    # mu = 1 / max(1, step - t0)
+    finish="""\
+set_scalar_state(etas[i], lr / pow(1.0 + lambd * lr * <double>step, alpha))
+set_scalar_state(mus[i], 1.0 / (<double>step - t0 if <double>step - t0 > 1.0 else 1.0))
+""",
+    locals="d, x",
+    body="""\
+d = g[i] * sign                                   # grad = -grad if maximize (exact negation)
+if has_wd:
+    d = _fma(p[i], wd, d)                         # grad.add(param, alpha=wd)
+x = p[i] * decay                                  # param.mul_(1 - lambd * eta)
+x = _fma(d, neg_eta, x)                           # param.add_(grad, alpha=-eta)
+p[i] = x
+if mu_one:
+    ax[i] = x                                     # ax.copy_(param)
+else:
+    ax[i] = ax[i] + (x - ax[i]) * mu              # ax.add_(param.sub(ax).mul_(mu))
+""",
+    doc="""ASGD step over all arrays in one compiled call (see ``fastoptim.functional.asgd``).
+
+    ``mus`` and ``etas`` hold 0-d float arrays (torch's 0-d tensors), updated in place with the
+    steps. Everything is validated before anything is modified.""",
+)
+
+
+KERNELS = {spec.name: spec for spec in (SGD, ADAM, RMSPROP, ADAGRAD, ADADELTA, ADAMAX, RPROP, LION, RADAM, NADAM, ASGD)}
