@@ -65,10 +65,13 @@ class KernelSpec:
     steps: bool = False                # takes ``state_steps`` (counts before the step; incremented in place)
     lazy: tuple = ()                   # buffers whose ``None`` entries get a new array filled by this step
     extra_lists: tuple = ()            # further list arguments (before state_steps), read by per_array
+    scalar_keys: tuple = ()            # torch's state key of each extra list (0-d scalar state)
     max_buffers: int = field(default=4, repr=False)
 
     def __post_init__(self):
         n = len(self.buffers)
+        if len(self.scalar_keys) != len(self.extra_lists):
+            raise ValueError(f"{self.name}: one scalar_keys entry per extra list")
         if not (len(self.lists) == len(self.pointers) == n) or n > self.max_buffers:
             raise ValueError(f"{self.name}: buffers, lists and pointers must match (at most {self.max_buffers})")
         if len([name for name, _ in self.per_array if not name.startswith("_")]) > 4:
@@ -497,6 +500,7 @@ NADAM = KernelSpec(
     pointers=("m", "v"),
     when={},
     extra_lists=("mu_products",),
+    scalar_keys=("mu_product",),
     steps=True,
     arguments="double beta1, double beta2, double lr, double weight_decay, double momentum_decay, "
               "double eps, bint decoupled_weight_decay=False, bint maximize=False",
@@ -556,6 +560,7 @@ ASGD = KernelSpec(
     pointers=("ax",),
     when={},
     extra_lists=("mus", "etas"),
+    scalar_keys=("mu", "eta"),
     steps=True,
     arguments="double lambd, double lr, double t0, double alpha, double weight_decay, bint maximize=False",
     consts=(_SIGN, ("wd", "weight_decay")),
