@@ -4,10 +4,16 @@ Everything that is not plain metadata lives here:
 
 * OpenMP is probed by compiling, linking and running a tiny program with ``-fopenmp``; without it the
   build warns and the kernels run on one thread (Cython turns ``prange`` into a plain loop).
-* The element loops are compiled several times from one source (``_kernels_impl.pxi``): a portable
-  baseline and, on x86-64, an AVX2+FMA (``x86-64-v3``) and an AVX-512 (``x86-64-v4``) variant. The best
-  variant for the running CPU is picked at import time (``fastoptim/_dispatch.py``), as NumPy and torch
-  do, so one wheel runs everywhere and never executes an instruction the CPU lacks.
+* Extensions are discovered, not listed: every ``fastoptim/**/*.pyx`` is compiled once with the base
+  flags and OpenMP, plus the generated kernel modules below.
+* The element loops are generated and compiled several times: ``fastoptim/_kernels/generate.py``
+  renders ``fastoptim/_kernels/kernels.pyx.tp`` with every optimizer of ``fastoptim/_kernels/spec.py``
+  into ``fastoptim/_kernels_<variant>.pyx`` (and the benchmark's bandwidth kernel into
+  ``fastoptim/_stream_kernels_<variant>.pyx``; both untracked): a portable baseline and, on x86-64,
+  an AVX2+FMA (``x86-64-v3``) and an AVX-512 (``x86-64-v4``) variant. Validation, the work plan and
+  the thread policy (``fastoptim/_kernels/_plan.pyx``) are compiled once. The best variant for the
+  running CPU is picked at import time (``fastoptim/_dispatch.py``), as NumPy and torch do, so one
+  wheel runs everywhere and never executes an instruction the CPU lacks.
 * Cython directives are set once, here, for every module. ``FASTOPTIM_BOUNDSCHECK=1`` turns bounds and
   initialisation checks back on to hunt a memory error.
 * Floating-point flags: ``-ffp-contract=off`` so the compiler fuses nothing on its own (the kernels
@@ -17,6 +23,8 @@ Everything that is not plain metadata lives here:
   ``fastoptim.show_config()``.
 """
 
+import glob
+import importlib.util
 import os
 import platform
 import shutil
@@ -121,7 +129,7 @@ class BuildExt(build_ext):
 
         variants = {}
         for ext in self.extensions:
-            suffix = ext.name.rsplit("_kernels_", 1)[-1] if "_kernels_" in ext.name else None
+            suffix = VARIANT_OF.get(ext.name)
             flags = list(base)
             if suffix and suffix != "baseline":
                 chosen = None
@@ -174,29 +182,42 @@ def _compiler_version(cc):
         return "unknown"
 
 
+def _generator():
+    """``fastoptim/_kernels/generate.py``, loaded by path (the package is not built yet)."""
+    loader = importlib.util.spec_from_file_location("_fastoptim_generate",
+                                                    os.path.join(PKG, "_kernels", "generate.py"))
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return module
+
+
+# extension name -> ISA variant, for the generated per-variant modules (flags in BuildExt)
+VARIANT_OF = {}
+
+
 def _extensions():
     import numpy as np
 
     include = [np.get_include()]
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
-    exts = [
-        Extension("fastoptim._runtime", ["fastoptim/_runtime.pyx"], include_dirs=include, define_macros=macros),
-        Extension("fastoptim._state_gather", ["fastoptim/_state_gather.pyx"]),
-        Extension("fastoptim._kernels_baseline", ["fastoptim/_kernels_baseline.pyx"],
-                  include_dirs=include, define_macros=macros),
-        # the benchmark suite's bandwidth kernel, one per ISA level like the kernels (fastoptim/_stream.py)
-        Extension("fastoptim._stream_kernels_baseline", ["fastoptim/_stream_kernels_baseline.pyx"],
-                  include_dirs=include, define_macros=macros),
-    ]
+    variants = ["baseline"]
     machine = platform.machine().lower()
     is_x86_64 = machine in ("x86_64", "amd64") and sysconfig.get_platform().endswith(("x86_64", "amd64"))
     if is_x86_64 and os.environ.get("FASTOPTIM_BASELINE_ONLY", "0") in ("", "0"):
-        for suffix, _, _ in X86_VARIANTS:
-            exts.append(Extension(f"fastoptim._kernels_{suffix}", [f"fastoptim/_kernels_{suffix}.pyx"],
-                                  include_dirs=include, define_macros=macros))
-            exts.append(Extension(f"fastoptim._stream_kernels_{suffix}", [f"fastoptim/_stream_kernels_{suffix}.pyx"],
-                                  include_dirs=include, define_macros=macros))
-    return exts
+        variants += [suffix for suffix, _, _ in X86_VARIANTS]
+    generator = _generator()
+    every_variant = set(generator.generated_modules(["baseline"] + [v[0] for v in X86_VARIANTS]).values())
+    sources = {}
+    for path in sorted(glob.glob(os.path.join(PKG, "**", "*.pyx"), recursive=True)):
+        if path not in every_variant:      # a stale generated module of a variant not built now
+            rel = os.path.relpath(path, HERE)
+            sources[os.path.splitext(rel)[0].replace(os.sep, ".")] = rel
+    for variant in variants:
+        for name, path in generator.generate([variant]).items():
+            sources[name] = os.path.relpath(path, HERE)
+            VARIANT_OF[name] = variant
+    return [Extension(name, [src], include_dirs=include, define_macros=macros)
+            for name, src in sorted(sources.items())]
 
 
 def _cythonize(exts):

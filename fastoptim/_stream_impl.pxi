@@ -8,7 +8,7 @@
 # the optimizer does, matters: a store to a line that was just read needs no extra read-for-
 # ownership, while a store to a separate output array would add one and make the bound too low.
 #
-# Work is split exactly as the optimizer kernels split it (``_kernels_impl.pxi``): one ``prange``
+# Work is split exactly as the optimizer kernels split it (``_kernels/_plan.pyx``): one ``prange``
 # over the threads, each thread taking an equal, contiguous share of the flattened elements of all
 # arrays of the call, so the bound sees the same per-array boundaries and the same thread count.
 #

@@ -1,0 +1,402 @@
+# Validation, the work plan, the overlap check and the thread policy of every kernel call, compiled
+# once (the element loops are compiled per instruction-set level from ``kernels.pyx.tp``).
+#
+# A kernel call validates every array (with the GIL, before any element is touched) in
+# ``build_plan``, which collects the data pointers through the NumPy C API into ``Segment``s, one
+# per array, split by dtype. The generated drivers then give each thread an equal share of the
+# elements of *all* arrays of the call (so 1000 arrays of 1k cost what one of 1M costs).
+
+from libc.stdlib cimport malloc, free
+from cpython.long cimport PyLong_Check
+cimport numpy as cnp
+
+import operator
+
+import numpy as np
+
+from fastoptim._openmp cimport omp_get_max_threads
+
+cnp.import_array()
+
+# Below this much work per thread, starting another thread costs more than it brings (an OpenMP
+# fork/join costs a few microseconds). Work is counted in SGD elements; each kernel weighs its
+# element by its spec's ``work_per_element`` (an Adam element counts twice: it does two divisions
+# and a square root, so a second thread pays off on half as many elements). Measured with
+# benchmarks/threshold.py on a 2-core Xeon: 2 threads beat 1 from about 16k SGD elements and 8k
+# Adam elements per thread (docs/threads.rst).
+cdef Py_ssize_t _min_elements_per_thread = 16384
+
+
+def get_min_elements_per_thread():
+    """Work per thread under which one more thread is not started (in SGD elements; an Adam
+    element counts twice)."""
+    return _min_elements_per_thread
+
+
+def set_min_elements_per_thread(Py_ssize_t n):
+    """Set the threading threshold (tests use 1 to force several threads on tiny inputs)."""
+    global _min_elements_per_thread
+    if n < 1:
+        raise ValueError(f"min_elements_per_thread must be >= 1, got {n}")
+    _min_elements_per_thread = n
+
+
+cdef int threads_for(Py_ssize_t work) noexcept nogil:
+    cdef int nthreads = omp_get_max_threads()
+    cdef Py_ssize_t useful = work // _min_elements_per_thread
+    if useful < 1:
+        useful = 1
+    if nthreads > useful:
+        nthreads = <int>useful
+    return nthreads if nthreads > 0 else 1
+
+
+cdef inline bint _is_native_float(cnp.ndarray a, int typenum) noexcept:
+    return cnp.PyArray_TYPE(a) == typenum and not cnp.PyArray_ISBYTESWAPPED(a)
+
+
+cdef str _describe(object a):
+    if isinstance(a, np.ndarray):
+        return f"an array of dtype {a.dtype} and shape {a.shape}"
+    return f"an object of type {type(a).__name__}"
+
+
+cdef cnp.ndarray _check_param(object obj, str name, Py_ssize_t i):
+    """A param or a state buffer: native float32/float64, C-contiguous, aligned, writeable."""
+    cdef cnp.ndarray a
+    if not isinstance(obj, cnp.ndarray):
+        raise TypeError(f"{name}[{i}] must be a NumPy array, got {_describe(obj)}")
+    a = <cnp.ndarray>obj
+    if not (_is_native_float(a, cnp.NPY_FLOAT) or _is_native_float(a, cnp.NPY_DOUBLE)):
+        raise TypeError(
+            f"{name}[{i}] has dtype {a.dtype}; fastoptim updates float32 and float64 arrays in "
+            f"native byte order only: convert it with a.astype(np.float32) or a.astype(np.float64)")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
+        raise ValueError(
+            f"{name}[{i}] is not a C-contiguous, aligned array and cannot be updated in place; "
+            f"make it contiguous once with np.ascontiguousarray(...) and keep using that copy")
+    if not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(
+            f"{name}[{i}] is read-only and cannot be updated in place; pass a writeable array "
+            f"(for example a.copy())")
+    return a
+
+
+cdef inline bint _same_shape(cnp.ndarray a, cnp.ndarray b) noexcept:
+    # a plain loop: shapes have one or two dimensions, where a memcmp call costs more than it saves
+    cdef int nd = cnp.PyArray_NDIM(a), k
+    cdef cnp.npy_intp* da = cnp.PyArray_DIMS(a)
+    cdef cnp.npy_intp* db = cnp.PyArray_DIMS(b)
+    if nd != cnp.PyArray_NDIM(b):
+        return False
+    for k in range(nd):
+        if da[k] != db[k]:
+            return False
+    return True
+
+
+cdef cnp.ndarray _check_like(object obj, cnp.ndarray param, str name, Py_ssize_t i, bint is_grad):
+    """An array that must have exactly ``param``'s shape and dtype.
+
+    Gradients may be read-only or non-contiguous (they are only read; a non-contiguous or
+    unaligned one is copied into a contiguous temporary). State buffers must be writeable and
+    contiguous, like params.
+    """
+    cdef cnp.ndarray a
+    if not isinstance(obj, cnp.ndarray):
+        if is_grad and obj is None:
+            raise TypeError(f"{name}[{i}] is None; pass only params that have a gradient")
+        raise TypeError(f"{name}[{i}] must be a NumPy array, got {_describe(obj)}")
+    a = <cnp.ndarray>obj
+    if cnp.PyArray_TYPE(a) != cnp.PyArray_TYPE(param) or cnp.PyArray_ISBYTESWAPPED(a):
+        raise TypeError(
+            f"{name}[{i}] has dtype {a.dtype} but params[{i}] has dtype {param.dtype}; fastoptim "
+            f"never casts silently: convert it with .astype(np.{param.dtype})")
+    if not _same_shape(a, param):
+        raise ValueError(
+            f"{name}[{i}] has shape {(<object>a).shape} but params[{i}] has shape {(<object>param).shape}; "
+            f"each must have exactly its parameter's shape")
+    if is_grad:
+        if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
+            a = np.ascontiguousarray(a)
+        return a
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
+        raise ValueError(
+            f"{name}[{i}] is not a C-contiguous, aligned array and cannot be updated in place; "
+            f"make it contiguous with np.ascontiguousarray(...)")
+    if not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{name}[{i}] is read-only and cannot be updated in place")
+    return a
+
+
+cdef struct _Range:
+    size_t lo
+    size_t hi
+    Py_ssize_t which    # index of the list in ``lists``
+    Py_ssize_t index    # index in that list
+
+
+cdef void _sort_ranges(_Range* r, _Range* tmp, Py_ssize_t n) noexcept nogil:
+    """Bottom-up merge sort by ``lo`` (several times faster than qsort's callback per compare)."""
+    cdef Py_ssize_t width = 1, lo, mid, hi, i, j, k
+    cdef _Range* src = r
+    cdef _Range* dst = tmp
+    cdef _Range* swap
+    while width < n:
+        lo = 0
+        while lo < n:
+            mid = lo + width if lo + width < n else n
+            hi = lo + 2 * width if lo + 2 * width < n else n
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if src[j].lo < src[i].lo:
+                    dst[k] = src[j]
+                    j += 1
+                else:
+                    dst[k] = src[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                dst[k] = src[i]
+                i += 1
+                k += 1
+            while j < hi:
+                dst[k] = src[j]
+                j += 1
+                k += 1
+            lo = hi
+        swap = src
+        src = dst
+        dst = swap
+        width *= 2
+    if src != r:
+        for i in range(n):
+            r[i] = src[i]
+
+
+cdef _check_no_overlap(tuple lists, tuple names):
+    """Refuse written arrays that share memory: threads would race on them.
+
+    ``lists`` are lists of already validated arrays (``None`` entries are skipped); ``names``
+    names each list for the error message. Sorting the address ranges costs O(n log n) C work.
+    """
+    cdef Py_ssize_t total = 0, j = 0, k, w
+    cdef _Range* r
+    cdef cnp.ndarray a
+    cdef list lst
+    for w in range(len(lists)):
+        total += len(<list>lists[w])
+    if total < 2:
+        return
+    r = <_Range*>malloc(2 * total * sizeof(_Range))
+    if r == NULL:
+        raise MemoryError()
+    try:
+        for w in range(len(lists)):
+            lst = <list>lists[w]
+            for k in range(len(lst)):
+                if lst[k] is None:
+                    continue
+                a = <cnp.ndarray>lst[k]
+                if cnp.PyArray_SIZE(a) == 0:
+                    continue
+                r[j].lo = <size_t>cnp.PyArray_DATA(a)
+                r[j].hi = r[j].lo + <size_t>cnp.PyArray_NBYTES(a)
+                r[j].which = w
+                r[j].index = k
+                j += 1
+        _sort_ranges(r, r + total, j)
+        for k in range(1, j):
+            if r[k].lo < r[k - 1].hi:
+                raise ValueError(
+                    f"{names[r[k - 1].which]}[{r[k - 1].index}] and {names[r[k].which]}[{r[k].index}] "
+                    f"share memory; every parameter and state buffer must be a separate array "
+                    f"(pass each parameter once)")
+    finally:
+        free(r)
+
+
+cdef class Plan:
+    def __cinit__(self, Py_ssize_t n):
+        cdef Py_ssize_t m = n if n > 0 else 1
+        # one block: float32 segments, float64 segments, then the index
+        self.segs32 = <Segment*>malloc(m * (2 * sizeof(Segment) + sizeof(Segment*)))
+        if self.segs32 == NULL:
+            raise MemoryError()
+        self.segs64 = self.segs32 + m
+        self.index = <Segment**>(self.segs64 + m)
+        self.n = self.n32 = self.n64 = self.total32 = self.total64 = 0
+        self.keepalive = []
+        self.created = []
+        self.new_steps = None
+
+    def __dealloc__(self):
+        free(self.segs32)
+
+    cdef Segment* add(self, cnp.ndarray param, cnp.ndarray grad) except NULL:
+        cdef Segment* s
+        cdef Py_ssize_t size = cnp.PyArray_SIZE(param), k
+        if cnp.PyArray_TYPE(param) == cnp.NPY_FLOAT:
+            s = &self.segs32[self.n32]
+            s.start = self.total32
+            self.n32 += 1
+            self.total32 += size
+        else:
+            s = &self.segs64[self.n64]
+            s.start = self.total64
+            self.n64 += 1
+            self.total64 += size
+        self.index[self.n] = s
+        self.n += 1
+        s.param = <char*>cnp.PyArray_DATA(param)
+        s.grad = <const char*>cnp.PyArray_DATA(grad)
+        for k in range(MAX_BUFFERS):
+            s.buf[k] = NULL
+        for k in range(MAX_SCALARS):
+            s.s[k] = 0.0
+        s.size = size
+        s.step = 0
+        s.fresh = 0
+        return s
+
+    cdef commit(self, tuple lists, object state_steps):
+        """After the kernels ran: store the new buffers and step counts into the caller's lists."""
+        cdef Py_ssize_t k, i
+        for k, i, b in self.created:
+            (<list>lists[k])[i] = b
+        if self.new_steps is not None:
+            state_steps[:] = self.new_steps
+
+
+cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names, unsigned active,
+                     unsigned lazy, tuple extra_lists, tuple extra_names, object state_steps,
+                     bint check_overlap):
+    """Validate one call's arrays and plan its work; nothing is modified before everything passed.
+
+    ``lists`` holds the state-buffer lists in the kernel's order, ``names`` their argument names;
+    bit k of ``active`` says whether ``lists[k]`` is used by this call (an unused list is neither
+    read nor checked). A list whose bit is set in ``lazy`` may hold ``None``: that param gets a
+    new, uninitialised buffer (``Segment.fresh``) that the kernel fills, stored into the list by
+    ``Plan.commit``. ``extra_lists`` (named ``extra_names``) are further per-parameter lists the
+    kernel reads itself (scalar state); only their lengths are checked here. ``state_steps`` (or
+    None) holds the step counts before the call; the new ones go to ``Segment.step`` and, by
+    ``commit``, back into the list.
+    """
+    cdef Py_ssize_t n = len(params), i, k, nbuf = len(lists)
+    cdef cnp.ndarray p, g, b
+    cdef Segment* s
+    cdef Plan plan
+    cdef list lst
+    cdef long long step
+
+    if len(grads) != n or (state_steps is not None and len(state_steps) != n):
+        _lengths_error(what, params, grads, lists, names, active, extra_lists, extra_names, state_steps)
+    for k in range(nbuf):
+        if (active >> k) & 1 and len(<list>lists[k]) != n:
+            _lengths_error(what, params, grads, lists, names, active, extra_lists, extra_names, state_steps)
+    for k in range(len(extra_lists)):
+        if len(<list>extra_lists[k]) != n:
+            _lengths_error(what, params, grads, lists, names, active, extra_lists, extra_names, state_steps)
+    plan = Plan(n)
+    if state_steps is not None:
+        plan.new_steps = [None] * n
+    # Pass 1 (GIL held): validate everything and collect pointers; nothing is modified yet.
+    for i in range(n):
+        p = _check_param(params[i], "params", i)
+        g = _check_like(grads[i], p, "grads", i, True)
+        if g is not grads[i]:
+            plan.keepalive.append(g)
+        s = plan.add(p, g)
+        for k in range(nbuf):
+            if not (active >> k) & 1:
+                continue
+            lst = <list>lists[k]
+            if (lazy >> k) & 1 and lst[i] is None:
+                s.fresh |= 1u << k
+            else:
+                b = _check_like(lst[i], p, names[k], i, False)
+                s.buf[k] = <char*>cnp.PyArray_DATA(b)
+        if state_steps is not None:
+            step = _as_step(state_steps[i], i) + 1
+            plan.new_steps[i] = step
+            s.step = step
+    if check_overlap and n > 1:
+        _check_no_overlap((params,) + tuple([lists[k] for k in range(nbuf) if (active >> k) & 1]),
+                          ("params",) + tuple([names[k] for k in range(nbuf) if (active >> k) & 1]))
+    # Pass 2: allocate the lazily created buffers (torch: buf = grad.clone() on the first step).
+    if lazy & active:
+        for i in range(n):
+            s = plan.index[i]
+            if s.fresh:
+                p = <cnp.ndarray>params[i]
+                for k in range(nbuf):
+                    if (s.fresh >> k) & 1:
+                        b = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(p), cnp.PyArray_DIMS(p), cnp.PyArray_TYPE(p), 0)
+                        plan.created.append((k, i, b))
+                        s.buf[k] = <char*>cnp.PyArray_DATA(b)
+    return plan
+
+
+cdef _lengths_error(str what, list params, list grads, tuple lists, tuple names, unsigned active,
+                    tuple extra_lists, tuple extra_names, object state_steps):
+    """Raise the error for lists of different lengths, naming the first one that differs."""
+    cdef Py_ssize_t k
+    cdef list checked = [("grads", grads)]
+    for k in range(len(lists)):
+        if (active >> k) & 1:
+            checked.append((names[k], lists[k]))
+    checked += list(zip(extra_names, extra_lists))
+    if state_steps is not None:
+        checked.append(("state_steps", state_steps))
+    for name, lst in checked:
+        if len(lst) != len(params):
+            raise ValueError(
+                f"{what}: {name} has {len(lst)} entries but params has {len(params)}; "
+                f"pass one entry per parameter")
+
+
+cdef inline long long _as_step(object step, Py_ssize_t i) except? -1:
+    cdef long long value
+    if PyLong_Check(step) and not isinstance(step, bool):
+        value = step
+    else:
+        try:
+            value = operator.index(step)
+        except TypeError:
+            raise TypeError(
+                f"state_steps[{i}] must be an int (the number of steps taken), got "
+                f"{type(step).__name__} {step!r}") from None
+    if value < 0:
+        raise ValueError(f"state_steps[{i}] must be >= 0, got {value}")
+    return value
+
+
+cdef double scalar_state(list values, Py_ssize_t i, str name) except? -1.0:
+    """The value of ``values[i]``, a writeable 0-d float32/float64 array, as a double."""
+    cdef object a = values[i]
+    if (not isinstance(a, cnp.ndarray) or cnp.PyArray_NDIM(<cnp.ndarray>a) != 0
+            or not (_is_native_float(<cnp.ndarray>a, cnp.NPY_FLOAT)
+                    or _is_native_float(<cnp.ndarray>a, cnp.NPY_DOUBLE))):
+        raise TypeError(
+            f"{name}[{i}] must be a 0-d float32 or float64 array (torch keeps it as a 0-d tensor), "
+            f"got {_describe(a)}; create it with np.array(value, dtype=np.float32)")
+    if not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>a):
+        raise ValueError(f"{name}[{i}] is read-only and cannot be updated in place")
+    if cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT:
+        return (<float*>cnp.PyArray_DATA(<cnp.ndarray>a))[0]
+    return (<double*>cnp.PyArray_DATA(<cnp.ndarray>a))[0]
+
+
+cdef double round_to(object array, double value):
+    """``value`` rounded to the dtype of a checked 0-d array (what storing it there keeps)."""
+    if cnp.PyArray_TYPE(<cnp.ndarray>array) == cnp.NPY_FLOAT:
+        return <float>value
+    return value
+
+
+cdef void set_scalar_state(object array, double value) noexcept:
+    """Store ``value`` (rounded to nearest) into a checked 0-d array."""
+    if cnp.PyArray_TYPE(<cnp.ndarray>array) == cnp.NPY_FLOAT:
+        (<float*>cnp.PyArray_DATA(<cnp.ndarray>array))[0] = <float>value
+    else:
+        (<double*>cnp.PyArray_DATA(<cnp.ndarray>array))[0] = value
