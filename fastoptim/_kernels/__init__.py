@@ -1,0 +1,1 @@
+"""The optimizer kernels' build-time data (``spec``): importable without the compiled extensions."""
