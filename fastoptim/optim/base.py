@@ -754,11 +754,12 @@ class Optimizer:
              kwargs) in work:
             # New state is allocated only now that every group has been checked, and stored
             # only once the step succeeded, so a step that raises leaves no state behind.
-            for key, values in zip(keys, lists):
-                if key not in info.lazy_buffers:
-                    for i in fresh:
-                        if values[i] is None:
-                            values[i] = self._new_buffer(key, params[i], group)
+            if fresh:
+                for key, values in zip(keys, lists):
+                    if key not in info.lazy_buffers:
+                        for i in fresh:
+                            if values[i] is None:
+                                values[i] = self._new_buffer(key, params[i], group)
             arguments = [lists[slot] if slot >= 0 else [] for slot in slots]
             if with_step:
                 arguments.append(steps)  # incremented in place by the kernel
