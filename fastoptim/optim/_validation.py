@@ -177,7 +177,8 @@ def _diagnose_failed_call(exc, group_index, group, params, grads):
 
 def _first_overlap(labelled):
     """The labels of two arrays of ``labelled`` (``(array, label)`` pairs) whose memory
-    overlaps, or None.
+    overlaps, or None (a label is anything: it is only returned, so it can be formatted only
+    when there is an error to report).
 
     Every array here is C-contiguous, so it covers exactly the bytes [start, start + nbytes):
     two of them share memory exactly when these intervals overlap, which a sort finds in
@@ -202,13 +203,13 @@ def _first_overlap(labelled):
 def _check_no_shared_memory(groups):
     """Refuse distinct parameters whose memory overlaps (e.g. two views of one buffer)."""
     labelled = [
-        (p, _where(index, group_index))
+        (p, (index, group_index))
         for group_index, group in enumerate(groups)
         for index, p in enumerate(group["params"])
     ]
     overlap = _first_overlap(labelled)
     if overlap is not None:
-        first, second = overlap
+        first, second = (_where(*label) for label in overlap)
         raise ValueError(
             f"{first} and {second} share memory (views of one buffer?). Each parameter is "
             "updated in place, so overlapping parameters would be updated twice per step; "
@@ -221,19 +222,26 @@ def _check_state_not_shared(groups, state, family):
     assigned to two parameters' state, or a parameter used as its own buffer): the step would
     update that memory twice. Checked before the step changes anything."""
     labelled = []
+    arrays = 0
     for group_index, group in enumerate(groups):
         for index, p in enumerate(group["params"]):
-            where = _where(index, group_index)
-            labelled.append((p, where))
+            labelled.append((p, (None, index, group_index)))
             param_state = state.get(p)
             if not param_state:
                 continue
             for key, value in param_state.items():
                 if isinstance(value, np.ndarray) and value.ndim > 0:
-                    labelled.append((value, f"state[{key!r}] of {where}"))
+                    labelled.append((value, (key, index, group_index)))
+                    arrays += 1
+    if not arrays:  # parameters alone were checked where they entered
+        return
     overlap = _first_overlap(labelled)
     if overlap is not None:
-        first, second = overlap
+        first, second = (
+            _where(index, group_index) if key is None
+            else f"state[{key!r}] of {_where(index, group_index)}"
+            for key, index, group_index in overlap
+        )
         raise ValueError(
             f"the {family} optimizer's {first} and {second} share memory; every parameter and "
             "state array must have its own memory, or the step would update it twice (was one "
