@@ -545,10 +545,10 @@ class Optimizer:
         return loaded
 
     def _kernel_kwargs(self, group):
-        """The keyword arguments of this group's kernel call: its per-step scalars as floats and
-        its flags as bools."""
+        """The keyword arguments of this group's kernel call: its per-step scalars as floats, its
+        flags as bools, and ``check_overlap=False``."""
         info = self._info
-        kwargs = {}
+        kwargs = {"check_overlap": False}  # the step template checks sharing itself
         for name, key, index in info.scalar_access:
             value = group[key] if index is None else group[key][index]
             kwargs[name] = value if type(value) is float else _to_float(value)
@@ -765,7 +765,7 @@ class Optimizer:
                 arguments.append(steps)  # incremented in place by the kernel
             try:
                 # Changes nothing if it raises.
-                kernel(params, grads, *arguments, check_overlap=False, **kwargs)
+                kernel(params, grads, *arguments, **kwargs)
             except Exception as exc:
                 _diagnose_failed_call(exc, group_index, group, params, grads)
                 raise
