@@ -2,7 +2,9 @@
 optimizer, duplicate and overlapping parameters entering after construction, state arrays shared
 between parameters, and the loose ends of "nothing changed on error"."""
 import copy
+import os
 import pickle
+import signal
 import threading
 import time
 
@@ -281,3 +283,46 @@ def test_raising_post_hook_leaves_the_bookkeeping_consistent(info):
     _grads(ref)
     info.default.make(ref).step()
     assert all(np.array_equal(bits(p), bits(q)) for p, q in zip(ps, ref))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_another_thread_steps_does_not_hang_the_child():
+    """The child of a fork gets a fresh lock: one held by another thread of the parent (a step in
+    progress there) would otherwise block every step of the child forever."""
+    (p,) = _params(3)
+    p.grad = np.ones(3)
+    opt = fo.SGD([p], lr=0.1)
+    in_step, release = threading.Event(), threading.Event()
+    def hold(*args):
+        in_step.set()
+        release.wait(10)
+
+    opt.register_step_pre_hook(hold)
+    worker = threading.Thread(target=opt.step)
+    worker.start()
+    try:
+        assert in_step.wait(10)  # the worker holds the optimizer's lock now
+        pid = os.fork()
+        if pid == 0:  # the child: step once (without the parent's hook) and report
+            code = 1
+            try:
+                opt._optimizer_step_pre_hooks.clear()
+                opt.step()
+                code = 0 if opt._step_count == 1 else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + 30
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hung in step()")
+            time.sleep(0.01)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    finally:
+        release.set()
+        worker.join()
+    assert opt._step_count == 1

@@ -14,6 +14,7 @@ everything before it changes anything and copies what it loads.
 
 import _signal
 import functools
+import os
 import threading
 import types
 import weakref
@@ -252,6 +253,28 @@ def _deliver_interrupt(previous):
             raise KeyboardInterrupt
 
 
+# Every optimizer's lock, so that a child of fork gets fresh ones: a lock held by another thread of
+# the parent at the fork (a step in progress there) would otherwise stay held in the child forever.
+_optimizers = weakref.WeakSet()
+
+
+def _track_lock(optimizer):
+    try:
+        _optimizers.add(optimizer)
+    except TypeError:  # a subclass made itself unhashable: it keeps the lock it has
+        pass
+
+
+def _new_locks_after_fork():
+    for optimizer in list(_optimizers):
+        optimizer._lock = threading.RLock()
+        optimizer._in_step = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_locks_after_fork)
+
+
 def _locked(method):
     """Run ``method`` holding the optimizer's lock (see :class:`Optimizer`, threads)."""
 
@@ -327,7 +350,8 @@ class Optimizer:
     One optimizer may be used from several Python threads: a per-optimizer lock serialises
     ``step``, ``zero_grad``, ``state_dict``, ``load_state_dict`` and ``add_param_group``, so
     concurrent steps are applied one after the other, none lost. Two optimizers in two threads
-    run in parallel (the kernels release the GIL).
+    run in parallel (the kernels release the GIL). The child of a ``fork`` gets a fresh lock, so a
+    step that another thread of the parent had in progress cannot block the child.
 
     Subclasses: an elementwise optimizer sets ``_info`` to its entry of
     :data:`fastoptim.optim.registry.OPTIMIZERS` and implements ``__init__`` (torch's signature
@@ -350,6 +374,7 @@ class Optimizer:
         self._step_count = 0
         self._in_step = False
         self._lock = threading.RLock()
+        _track_lock(self)
         self._checked_params = []
         self._checked_state = {}
 
@@ -409,6 +434,7 @@ class Optimizer:
             self._in_step = False
         if "_lock" not in self.__dict__:  # not pickled: a new one after unpickling or deepcopy
             self._lock = threading.RLock()
+            _track_lock(self)
         # Parameters and state are checked for shared memory again at the next step.
         self._checked_params = []
         self._checked_state = {}
