@@ -1,6 +1,7 @@
 """Parity of fastoptim's kernels with torch.optim 2.13, configuration by configuration.
 
-For every SGD and Adam/AdamW configuration of ``tests/test_kernels.py``, in float32 and float64,
+For every SGD and Adam/AdamW kernel configuration of the optimizer table
+(``fastoptim/optim/registry.py``), in float32 and float64,
 runs ``STEPS`` steps of torch and of ``fastoptim.functional`` side by side on ``SIZE`` elements and
 prints, per configuration:
 
@@ -12,7 +13,6 @@ prints, per configuration:
 
 SGD must show zeros everywhere. Run: ``python benchmarks/parity_report.py [threads]`` (needs torch).
 """
-import os
 import sys
 
 import numpy as np
@@ -20,13 +20,18 @@ import torch
 
 import fastoptim as fo
 from fastoptim import functional as F
+from fastoptim.optim.registry import OPTIMIZERS
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-from reference import bits  # noqa: E402
-from test_kernels import ADAM_CONFIGS, SGD_CONFIGS  # noqa: E402
+SGD_CONFIGS = OPTIMIZERS["SGD"].kernel_configs
+ADAM_CONFIGS = OPTIMIZERS["Adam"].kernel_configs
 
 STEPS = 100
 SIZE = 100_003
+
+
+def bits(a):
+    """The bit patterns of a float array, to compare it exactly."""
+    return a.view(np.uint32 if a.dtype == np.float32 else np.uint64)
 
 
 def _ulps(ours, theirs, before):

@@ -8,9 +8,7 @@ from fastoptim._version import __version__
 from fastoptim._config import get_num_threads, set_num_threads, show_config
 from fastoptim import functional
 from fastoptim.parameter import Parameter
-from fastoptim.optimizer import Optimizer
-from fastoptim.sgd import SGD
-from fastoptim.adam import Adam, AdamW
+from fastoptim.optim import Optimizer, SGD, Adam, AdamW
 from fastoptim import optimizer, interop
 from fastoptim import lr_scheduler
 from fastoptim.checkpoint import save, load, CheckpointError, UnsafeCheckpointError, CorruptCheckpointError

@@ -1,13 +1,17 @@
 """The optimizer classes' per-parameter bookkeeping, compiled.
 
 ``step()`` must, for every parameter of a group, read its gradient, find its state dict and the
-arrays in it, and afterwards store Adam's new step count. Written as Python loops this costs about
+arrays in it, and afterwards store the new step counts. Written as Python loops this costs about
 0.25 us per parameter, more than the kernels spend on a small array; these C loops do the same
-lookups (the same dict and attribute semantics, no copies) in well under half of that. They belong
-to the class layer: they know about ``Parameter._grad`` and state dicts, nothing about arithmetic.
+lookups (the same dict and attribute semantics, no copies) in well under half of that. They also
+tell, by comparing object identities, whether the parameters and state arrays are the ones that
+were checked for shared memory at the last step, so the check only runs again when something
+changed. They belong to the class layer: they know about ``Parameter._grad`` and state dicts,
+nothing about arithmetic.
 """
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Check
-from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.list cimport PyList_New, PyList_SET_ITEM, PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 
@@ -41,36 +45,84 @@ cdef inline bint _take(object d, object key, list out, Py_ssize_t i):
     return True
 
 
-def adam_state(list params, object state, bint amsgrad):
-    """``(param_states, steps, exp_avgs, exp_avg_sqs, max_exp_avg_sqs)`` for parameters that all
-    have a complete Adam state in the dict ``state``, or None when one does not (the caller then
-    takes its general path, which creates or diagnoses the missing state)."""
-    cdef Py_ssize_t n = len(params), i
+def gather(list params, object state, tuple keys, bint with_step):
+    """``(param_states, steps, lists)`` for parameters that all have a complete state in the dict
+    ``state``: ``lists[k][i] = state[params[i]][keys[k]]``, and ``steps[i]`` its ``"step"`` (an
+    empty list when ``with_step`` is false). None when one parameter lacks its state or a key (the
+    caller then takes its general path, which creates or diagnoses the missing state)."""
+    cdef Py_ssize_t n = len(params), nk = len(keys), i, k
     cdef PyObject* s
-    cdef list states, steps, exp_avgs, exp_avg_sqs, maxes
-    cdef object key_step = "step", key_m = "exp_avg", key_v = "exp_avg_sq", key_x = "max_exp_avg_sq"
+    cdef list states, steps, out
+    cdef list lists = [_new_list(n) for k in range(nk)]
+    cdef object key_step = "step"
     if not PyDict_Check(state):
         return None
-    states, steps = _new_list(n), _new_list(n)
-    exp_avgs, exp_avg_sqs = _new_list(n), _new_list(n)
-    maxes = _new_list(n) if amsgrad else []
+    states = _new_list(n)
+    steps = _new_list(n) if with_step else []
     for i in range(n):
         s = PyDict_GetItem(state, params[i])      # state.get(p): no defaultdict insertion
         if s == NULL or not PyDict_Check(<object>s):
+            # The partly filled lists (NULL entries) are dropped unread (list_dealloc skips NULLs).
             return None
         Py_INCREF(<object>s)
         PyList_SET_ITEM(states, i, <object>s)
-        if not (_take(<object>s, key_step, steps, i) and _take(<object>s, key_m, exp_avgs, i)
-                and _take(<object>s, key_v, exp_avg_sqs, i)):
+        if with_step and not _take(<object>s, key_step, steps, i):
             return None
-        if amsgrad and not _take(<object>s, key_x, maxes, i):
-            return None
-    return states, steps, exp_avgs, exp_avg_sqs, maxes
+        for k in range(nk):
+            out = <list>PyList_GET_ITEM(lists, k)
+            if not _take(<object>s, <object>PyTuple_GET_ITEM(keys, k), out, i):
+                return None
+    return states, steps, lists
 
 
 def store_steps(list param_states, list steps):
-    """``param_states[i]["step"] = steps[i]`` for every i (the dicts of :func:`adam_state`)."""
+    """``param_states[i]["step"] = steps[i]`` for every i (the dicts of :func:`gather`)."""
     cdef Py_ssize_t i
     cdef object key = "step"
     for i in range(len(param_states)):
         PyDict_SetItem(param_states[i], key, steps[i])
+
+
+cdef inline bint _same_items(list a, list b):
+    cdef Py_ssize_t n = PyList_GET_SIZE(a), i
+    if PyList_GET_SIZE(b) != n:
+        return False
+    for i in range(n):
+        if PyList_GET_ITEM(a, i) != PyList_GET_ITEM(b, i):
+            return False
+    return True
+
+
+def same_lists(list a, list b):
+    """Whether the lists ``a`` and ``b`` (of lists) hold the very same objects, position by
+    position (an identity comparison: no ``__eq__`` runs)."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(a), i
+    if PyList_GET_SIZE(b) != n:
+        return False
+    for i in range(n):
+        if not _same_items(<list>PyList_GET_ITEM(a, i), <list>PyList_GET_ITEM(b, i)):
+            return False
+    return True
+
+
+def groups_unchanged(list groups, list snapshot):
+    """Whether ``groups`` (param_groups) are the very dicts of ``snapshot``, a list of
+    ``(group, params_copy)`` pairs, each with a ``"params"`` list holding the same objects as
+    its copy: then the parameters are the ones that were checked when the snapshot was taken."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(groups), i
+    cdef tuple entry
+    cdef PyObject* params
+    if PyList_GET_SIZE(snapshot) != n:
+        return False
+    for i in range(n):
+        entry = <tuple>PyList_GET_ITEM(snapshot, i)
+        if PyList_GET_ITEM(groups, i) != PyTuple_GET_ITEM(entry, 0):
+            return False
+        if not PyDict_Check(<object>PyList_GET_ITEM(groups, i)):
+            return False
+        params = PyDict_GetItem(<object>PyList_GET_ITEM(groups, i), "params")
+        if params == NULL or type(<object>params) is not list:
+            return False
+        if not _same_items(<list>params, <list>PyTuple_GET_ITEM(entry, 1)):
+            return False
+    return True

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 
 from fastoptim import functional as F
+from fastoptim.optim.registry import OPTIMIZERS
 
 from reference import adam_step, bits
-from test_kernels import ADAM_CONFIGS, SGD_CONFIGS
 
+SGD_CONFIGS = OPTIMIZERS["SGD"].kernel_configs
+ADAM_CONFIGS = OPTIMIZERS["Adam"].kernel_configs
 GOLDEN = np.load(os.path.join(os.path.dirname(__file__), "golden", "kernels.npz"))
 STEPS = max(int(k.split("/grad")[1]) for k in GOLDEN.files if "/grad" in k) + 1
 

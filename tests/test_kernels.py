@@ -11,31 +11,16 @@ import pytest
 import fastoptim as fo
 from fastoptim import functional as F
 from fastoptim._dispatch import kernels
+from fastoptim.optim.registry import OPTIMIZERS
 
 from reference import adam_step, bits, sgd_step
 
 SIZES = [0, 1, 7, 4097, 10**6]
 DTYPES = [np.float32, np.float64]
 
-SGD_CONFIGS = [
-    dict(lr=1e-3, weight_decay=0.0, momentum=0.0, dampening=0.0, nesterov=False, maximize=False),
-    dict(lr=0.1, weight_decay=0.5, momentum=0.0, dampening=0.0, nesterov=False, maximize=True),
-    dict(lr=0.05, weight_decay=0.1, momentum=0.9, dampening=0.0, nesterov=False, maximize=False),
-    dict(lr=0.05, weight_decay=0.0, momentum=0.9, dampening=0.5, nesterov=False, maximize=True),
-    dict(lr=0.01, weight_decay=0.1, momentum=0.9, dampening=0.0, nesterov=True, maximize=False),
-]
-ADAM_CONFIGS = [
-    dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False,
-         decoupled_weight_decay=False),
-    dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, amsgrad=False, maximize=True,
-         decoupled_weight_decay=False),
-    dict(lr=0.01, beta1=0.9, beta2=0.99, eps=1e-6, weight_decay=0.1, amsgrad=True, maximize=False,
-         decoupled_weight_decay=False),
-    dict(lr=0.01, beta1=0.3, beta2=0.999, eps=1e-8, weight_decay=1e-2, amsgrad=False, maximize=False,
-         decoupled_weight_decay=True),
-    dict(lr=0.02, beta1=0.0, beta2=0.9, eps=1e-8, weight_decay=0.05, amsgrad=True, maximize=True,
-         decoupled_weight_decay=True),
-]
+# Keyword arguments of the functional forms, from the optimizer table.
+SGD_CONFIGS = list(OPTIMIZERS["SGD"].kernel_configs)
+ADAM_CONFIGS = list(OPTIMIZERS["Adam"].kernel_configs)
 
 
 @pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])

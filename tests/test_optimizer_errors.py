@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastoptim as fo
+from fastoptim.optim.registry import OPTIMIZERS
 from fastoptim.optimizer import required
 
 try:
@@ -43,7 +44,7 @@ class Case:
 
 def _construction_cases():
     cases = []
-    for name in ["SGD", "Adam", "AdamW"]:
+    for name in OPTIMIZERS:
         F = getattr(fo, name)
         T = (lambda n: lambda *a, **k: getattr(torch.optim, n)(*a, **k))(name)
         cases += [
@@ -185,11 +186,11 @@ def test_construction_errors(case):
             case.torch_call()
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
-def test_G2_duplicate_parameters_in_a_group_warn(name):
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_G2_duplicate_parameters_in_a_group_refused_where_torch_warns(name):
     p = fo_param()
     regex = ".*a parameter group with duplicate parameters.*"
-    with pytest.warns(UserWarning, match=regex):
+    with pytest.raises(ValueError, match=regex):
         getattr(fo, name)([p, p])
     if torch is not None:
         t = torch_param()

@@ -1,18 +1,19 @@
 """Generate tests/golden/kernels.npz from torch 2.13 (run: python tests/golden/make_kernel_golden.py).
 
-For every configuration of tests/test_kernels.py (SGD and Adam/AdamW, float32 and float64) it
-records, for a few steps, the gradient fed to torch and torch's parameter and state after the step.
+For every kernel configuration of the optimizer table (fastoptim/optim/registry.py: SGD and
+Adam/AdamW, float32 and float64) it records, for a few steps, the gradient fed to torch and torch's parameter and state after the step.
 tests/test_golden.py replays each step with fastoptim from torch's state before the step, so the
 parity with torch is checked on machines without torch.
 """
 import os
-import sys
 
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from test_kernels import ADAM_CONFIGS, SGD_CONFIGS  # noqa: E402
+from fastoptim.optim.registry import OPTIMIZERS
+
+SGD_CONFIGS = OPTIMIZERS["SGD"].kernel_configs
+ADAM_CONFIGS = OPTIMIZERS["Adam"].kernel_configs
 
 STEPS = 4
 SIZE = 129  # one full vector body of every ISA plus a tail

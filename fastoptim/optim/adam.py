@@ -2,21 +2,15 @@
 
 import numpy as np
 
-from fastoptim import _state_gather
-from fastoptim import functional as _functional
-from fastoptim.optimizer import (
-    Optimizer,
-    _diagnose_failed_call,
-    _load_array,
-    _load_step,
-    _to_float,
+from fastoptim.optim._validation import (
+    _check_bool_options,
+    _check_unsupported_flags,
+    _is_array_scalar,
 )
-from fastoptim.parameter import _describe
-from fastoptim.sgd import _check_unsupported_flags, _is_array_scalar
+from fastoptim.optim.base import Optimizer
+from fastoptim.optim.registry import OPTIMIZERS
 
 __all__ = ["Adam", "AdamW"]
-
-_ADAM_STATE_KEYS = ("step", "exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
 
 def _check_adam_hyperparameters(lr, betas, eps, weight_decay, foreach, capturable):
@@ -63,15 +57,12 @@ def _check_adam_hyperparameters(lr, betas, eps, weight_decay, foreach, capturabl
 class Adam(Optimizer):
     r"""Adam (Kingma & Ba, 2015), with optional AMSGrad, L2 or decoupled weight decay.
 
-    The same algorithm, arguments, defaults and results as ``torch.optim.Adam`` of torch 2.13,
-    for :class:`fastoptim.Parameter` arrays. Each ``step()`` makes one call into the compiled
-    kernels per parameter group, over every parameter of the group that has a gradient.
+    {{intro}}
 
     .. math::
 
         \begin{aligned}
-            &g_t \leftarrow \nabla_\theta f_t(\theta_{t-1}),
-                \qquad g_t \leftarrow -g_t \ \text{if maximize} \\
+            {{grad}}
             &\text{if } \lambda \neq 0: \quad \begin{cases}
                 \theta_{t-1} \leftarrow \theta_{t-1} (1 - \gamma \lambda)
                     & \text{if decoupled\_weight\_decay (AdamW)} \\
@@ -96,8 +87,7 @@ class Adam(Optimizer):
 
     Parameters
     ----------
-    params : iterable
-        Parameters, ``(name, Parameter)`` pairs, or dicts defining parameter groups.
+    {{params}}
     lr : float, default 1e-3
         Learning rate :math:`\gamma`. A NumPy scalar or 1-element array is used as ``float(lr)``
         (torch computes the step size in float32 when ``lr`` is a tensor; fastoptim always in
@@ -112,11 +102,8 @@ class Adam(Optimizer):
         :math:`\lambda`.
     amsgrad : bool, default False
         Use the AMSGrad variant (Reddi et al., 2018): keep the running maximum of :math:`v_t`.
-    foreach, fused : bool or None, default None
-        Accepted for drop-in compatibility with torch; every fastoptim step runs as one fused
-        kernel per group, whatever their value. As in torch, both ``True`` raises RuntimeError.
-    maximize : bool, default False
-        Maximize the objective instead of minimizing it.
+    {{foreach_fused}}
+    {{maximize}}
     capturable, differentiable : bool, default False
         Must be False: they are CUDA-graph and autograd features (``True`` raises ValueError).
     decoupled_weight_decay : bool, default False
@@ -162,6 +149,8 @@ class Adam(Optimizer):
     1
     """
 
+    _info = OPTIMIZERS["Adam"]
+
     def __init__(
         self,
         params,
@@ -203,156 +192,7 @@ class Adam(Optimizer):
             group["capturable"],
         )
         _check_unsupported_flags(group)
-
-    def _fill_group_defaults(self, group):
-        group.setdefault("amsgrad", False)
-        group.setdefault("maximize", False)
-        group.setdefault("foreach", None)
-        group.setdefault("capturable", False)
-        group.setdefault("differentiable", False)
-        group.setdefault("decoupled_weight_decay", False)
-        group.setdefault("fused", None)
-
-    def _load_param_state(self, param, saved, where, group):
-        if not isinstance(saved, dict):
-            raise TypeError(f"{where} must be a dict, got {_describe(saved)}")
-        unknown = [k for k in saved if k not in _ADAM_STATE_KEYS]
-        if unknown:
-            raise ValueError(
-                f"{where} has unexpected key(s) {unknown}; {type(self).__name__} state has "
-                f"{list(_ADAM_STATE_KEYS)}"
-            )
-        if not saved:
-            return {}
-        needed = ["step", "exp_avg", "exp_avg_sq"]
-        if group["amsgrad"]:
-            needed.append("max_exp_avg_sq")
-        missing = [k for k in needed if k not in saved]
-        if missing:
-            raise ValueError(
-                f"{where} lacks {missing}"
-                + (" (the group has amsgrad=True)" if "max_exp_avg_sq" in missing else "")
-            )
-        loaded = {"step": _load_step(saved["step"], f"{where}['step']")}
-        for key in _ADAM_STATE_KEYS[1:]:
-            if key in saved:
-                loaded[key] = _load_array(saved[key], param, f"{where}[{key!r}]")
-        return loaded
-
-    def step(self, closure=None):
-        """Perform one optimization step.
-
-        Parameters
-        ----------
-        closure : callable, optional
-            Re-evaluates the model, sets the gradients and returns the loss; it is called first.
-
-        Returns
-        -------
-        loss : object or None
-            The closure's return value, or None without a closure.
-        """
-        loss = None
-        if closure is not None:
-            loss = closure()
-
-        state = self.state
-        work = []
-        for group_index, group, params, grads in self._grouped_grads():
-            beta1, beta2 = group["betas"]
-            amsgrad = bool(group["amsgrad"])
-            hyperparameters = {
-                "amsgrad": amsgrad,
-                "beta1": _to_float(beta1),
-                "beta2": _to_float(beta2),
-                "lr": _to_float(group["lr"]),
-                "weight_decay": _to_float(group["weight_decay"]),
-                "eps": _to_float(group["eps"]),
-                "maximize": bool(group["maximize"]),
-                "decoupled_weight_decay": bool(group["decoupled_weight_decay"]),
-            }
-            gathered = _state_gather.adam_state(params, state, amsgrad)
-            if gathered is not None:
-                # Every parameter already has its state: the common case, gathered in C.
-                param_states, state_steps, exp_avgs, exp_avg_sqs, max_exp_avg_sqs = gathered
-                fresh = ()
-            else:
-                param_states = [state.get(p) for p in params]
-                state_steps, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, fresh = _gather_adam_state(
-                    group_index, group, params, param_states, amsgrad
-                )
-            work.append(
-                (group_index, group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-                 state_steps, param_states, fresh, hyperparameters)
-            )
-
-        for (group_index, group, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs,
-             state_steps, param_states, fresh, hyperparameters) in work:
-            amsgrad = hyperparameters["amsgrad"]
-            # New state is allocated only now that every group has been checked, and stored
-            # only once the step succeeded, so a step that raises leaves no state behind.
-            for i in fresh:
-                p = params[i]
-                exp_avgs[i] = np.zeros(p.shape, dtype=p.dtype)
-                exp_avg_sqs[i] = np.zeros(p.shape, dtype=p.dtype)
-                if amsgrad:
-                    max_exp_avg_sqs[i] = np.zeros(p.shape, dtype=p.dtype)
-            try:
-                # Increments every entry of state_steps in place; changes nothing if it raises.
-                _functional._adam_step(
-                    params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
-                    check_overlap=False, **hyperparameters,
-                )
-            except Exception as exc:
-                _diagnose_failed_call(exc, group_index, group, params, grads)
-                raise
-            if fresh:
-                for i in fresh:
-                    new_state = {"step": state_steps[i], "exp_avg": exp_avgs[i],
-                                 "exp_avg_sq": exp_avg_sqs[i]}
-                    if amsgrad:
-                        new_state["max_exp_avg_sq"] = max_exp_avg_sqs[i]
-                    state[params[i]] = new_state
-                for param_state, step in zip(param_states, state_steps):
-                    if param_state:
-                        param_state["step"] = step
-            else:
-                _state_gather.store_steps(param_states, state_steps)
-        return loss
-
-
-def _gather_adam_state(group_index, group, params, param_states, amsgrad):
-    """The state lists of a group in which some parameters have no state yet (``None``
-    placeholders and a step count of 0 for those, whose indices are returned in ``fresh``)."""
-    state_steps, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, fresh = [], [], [], [], []
-    for i, (p, param_state) in enumerate(zip(params, param_states)):
-        if not param_state:
-            fresh.append(i)
-            state_steps.append(0)
-            exp_avgs.append(None)
-            exp_avg_sqs.append(None)
-            if amsgrad:
-                max_exp_avg_sqs.append(None)
-            continue
-        needed = _ADAM_STATE_KEYS if amsgrad else _ADAM_STATE_KEYS[:3]
-        missing = [k for k in needed if k not in param_state]
-        if missing:
-            index = next(j for j, q in enumerate(group["params"]) if q is p)
-            reason = (
-                " (amsgrad was switched on after this parameter's state was created; set "
-                "group['amsgrad'] back to False, or add state['max_exp_avg_sq'] yourself)"
-                if missing == ["max_exp_avg_sq"] else ""
-            )
-            raise ValueError(
-                f"the Adam state of param {index} of param group {group_index} has no "
-                f"{missing}{reason}; nothing was updated"
-            )
-        state_steps.append(param_state["step"])
-        exp_avgs.append(param_state["exp_avg"])
-        exp_avg_sqs.append(param_state["exp_avg_sq"])
-        if amsgrad:
-            max_exp_avg_sqs.append(param_state["max_exp_avg_sq"])
-    return state_steps, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, fresh
+        _check_bool_options(group, self._info.flags)
 
 
 class AdamW(Adam):
@@ -365,8 +205,7 @@ class AdamW(Adam):
     .. math::
 
         \begin{aligned}
-            &g_t \leftarrow \nabla_\theta f_t(\theta_{t-1}),
-                \qquad g_t \leftarrow -g_t \ \text{if maximize} \\
+            {{grad}}
             &\theta_{t-1} \leftarrow \theta_{t-1} (1 - \gamma \lambda) \\
             &m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
             &v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
@@ -403,6 +242,8 @@ class AdamW(Adam):
     Parameter([ 0.99, -1.98], dtype=float32)
     """
 
+    _info = OPTIMIZERS["AdamW"]
+
     def __init__(
         self,
         params,
@@ -432,7 +273,3 @@ class AdamW(Adam):
             fused=fused,
             decoupled_weight_decay=True,
         )
-
-    def _fill_group_defaults(self, group):
-        super()._fill_group_defaults(group)
-        group["decoupled_weight_decay"] = True

@@ -1,0 +1,29 @@
+"""The optimizer classes of fastoptim, and the house they live in.
+
+* :mod:`fastoptim.optim.base`: :class:`Optimizer` (param groups, state, hooks, state dicts, and
+  the step template every elementwise optimizer uses);
+* :mod:`fastoptim.optim.registry`: the optimizer table, one entry per optimizer;
+* ``_validation``: the class layer's checks and conversions, each in one place;
+* one module per optimizer (``sgd``, ``adam``): its signature, docstring and torch's checks.
+
+Import the classes from the top level (``fastoptim.SGD``); ``fastoptim.optimizer`` is the public
+home of the base class and the global hooks.
+"""
+from fastoptim.optim.base import (
+    Optimizer,
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+    required,
+)
+from fastoptim.optim.sgd import SGD
+from fastoptim.optim.adam import Adam, AdamW
+
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "register_optimizer_step_pre_hook",
+    "register_optimizer_step_post_hook",
+    "required",
+]

@@ -1,0 +1,346 @@
+"""The optimizer table: one :class:`OptimizerInfo` per optimizer, the single place that says which
+optimizers exist and what each one is made of.
+
+Modelled on torch's ``OptimizerInfo`` (``torch/testing/_internal/common_optimizers.py``). The class
+layer reads its step template and state schema from here (:class:`fastoptim.optim.base.Optimizer`),
+and the tests, the torch-parity checks and the golden data iterate :data:`OPTIMIZERS`. The facts
+about the compiled kernel (its state arrays, which of them a group option switches on, its thread
+cost) are not restated: they come from the kernel spec, ``fastoptim._kernels.spec.KERNELS``.
+
+Adding an elementwise optimizer ``Foo`` takes: a kernel spec entry and element body (kernel room),
+one entry in :data:`OPTIMIZERS` below, a thin class file ``fastoptim/optim/foo.py`` (signature,
+docstring, torch's hyperparameter checks) and its test configurations in the entry.
+
+This module imports no optimizer class (the classes import it): :attr:`OptimizerInfo.cls` and
+:attr:`OptimizerInfo.functional` resolve lazily.
+"""
+import importlib
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from fastoptim._kernels.spec import KERNELS
+
+__all__ = ["OptimConfig", "OptimizerInfo", "OPTIMIZERS", "CLIQUEY_VARIANTS", "all_configs"]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """One test configuration of an optimizer (torch's ``OptimizerInput``).
+
+    Hyperparameters are plain Python values, except a "tensor lr" entry: there ``lr`` is a 0-d
+    float32 NumPy array, fastoptim's counterpart of torch's ``torch.tensor(0.001)``
+    (:meth:`torch_kwargs` turns it back into a tensor).
+    """
+
+    optimizer: str  # the class name in fastoptim and in torch.optim
+    desc: str
+    kwargs: dict = field(default_factory=dict)
+    # Hyperparameters of a second param group, which must differ from the first group's.
+    group_overrides: dict = field(default_factory=dict)
+
+    @property
+    def id(self):
+        return f"{self.optimizer}-{self.desc.replace(' ', '_')}"
+
+    @property
+    def fastoptim_class(self):
+        return OPTIMIZERS[self.optimizer].cls
+
+    def make(self, params, **extra):
+        """The fastoptim optimizer of this configuration over ``params``."""
+        return self.fastoptim_class(params, **{**self.kwargs, **extra})
+
+    def torch_class(self):
+        import torch
+
+        return getattr(torch.optim, OPTIMIZERS[self.optimizer].torch_name)
+
+    def torch_kwargs(self, kwargs=None):
+        """``kwargs`` (default: this configuration's) with NumPy arrays turned into tensors."""
+        import torch
+
+        converted = {}
+        for key, value in (self.kwargs if kwargs is None else kwargs).items():
+            if isinstance(value, np.ndarray):
+                value = torch.from_numpy(value.copy())
+            converted[key] = value
+        return converted
+
+    def make_torch(self, params, **extra):
+        return self.torch_class()(params, **self.torch_kwargs({**self.kwargs, **extra}))
+
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """Everything the library and its tests need to know about one optimizer.
+
+    Attributes
+    ----------
+    name : str
+        The class name, in ``fastoptim`` and (``torch_name``) in ``torch.optim``.
+    module : str
+        The module that defines the class.
+    kernel : str
+        The key of its compiled kernel in ``KERNELS`` (and the name of the kernel entry point in
+        ``fastoptim._dispatch.kernels``); several optimizers may share one (Adam and AdamW).
+    functional_name : str
+        Its list-based form in :mod:`fastoptim.functional`.
+    family : str
+        The name error messages give its state ("the Adam state of param 0 ...": AdamW's too).
+    scalar_state : tuple of str
+        Per-parameter state that is a number, not an array: ``"step"`` (an exact Python int,
+        passed to the kernel as the ``state_steps`` list after the buffer lists, incremented by it).
+    lazy_buffers : tuple of str
+        State arrays the kernel allocates itself at a parameter's first use (their list holds
+        ``None`` for it): SGD's momentum buffer, which torch creates as a copy of the gradient.
+        Every other state array starts as zeros, allocated by the step template.
+    scalars : tuple
+        Per-step hyperparameters passed to the kernel as floats: the name of a group key (which
+        the kernel argument shares), or ``(kernel argument, group key, index)`` for an entry
+        of a tuple-valued key (Adam's ``beta1`` is ``betas[0]``).
+    flags : tuple of str
+        Group options passed to the kernel as bools; they choose a specialisation of the element
+        loop (no flag is tested per element).
+    group_defaults : dict
+        Keys that state dicts of older torch versions may lack, with the value torch's
+        ``__setstate__`` fills in.
+    group_forced : dict
+        Keys every group is forced to (AdamW: ``decoupled_weight_decay=True``).
+    configs : tuple of OptimConfig
+        The class-level test configurations: every CPU configuration torch 2.13's table tests, plus
+        combinations it leaves out; no entry sets the "cliquey" flags (``foreach``/``fused``/
+        ``differentiable``), which choose an implementation, not an algorithm.
+    default_config : int
+        The index in ``configs`` of the configuration API tests use (one that creates state).
+    kernel_configs : tuple of dict
+        Keyword arguments of the functional form, for the kernel tests and the golden data
+        (``tests/golden/kernels.npz`` names them ``<kernel><index>``; append, never reorder).
+    """
+
+    name: str
+    module: str
+    kernel: str
+    functional_name: str
+    family: str
+    scalars: tuple
+    flags: tuple
+    scalar_state: tuple = ()
+    lazy_buffers: tuple = ()
+    group_defaults: dict = field(default_factory=dict)
+    group_forced: dict = field(default_factory=dict)
+    configs: tuple = ()
+    default_config: int = 0
+    kernel_configs: tuple = ()
+
+    @property
+    def torch_name(self):
+        return self.name
+
+    @property
+    def cls(self):
+        return getattr(importlib.import_module(self.module), self.name)
+
+    @property
+    def functional(self):
+        return getattr(importlib.import_module("fastoptim.functional"), self.functional_name)
+
+    @property
+    def kernel_spec(self):
+        return KERNELS[self.kernel]
+
+    @property
+    def buffers(self):
+        """The per-parameter state arrays, in the kernel's argument order."""
+        return KERNELS[self.kernel].buffers
+
+    @property
+    def optional(self):
+        """``{buffer: group option}`` for the buffers that exist only when the option is on."""
+        return KERNELS[self.kernel].optional
+
+    @property
+    def state_keys(self):
+        """Every per-parameter state key, in the order a new state dict has them."""
+        return self.scalar_state + self.buffers
+
+    @property
+    def work_per_element(self):
+        return KERNELS[self.kernel].work_per_element
+
+    def active_buffers(self, group):
+        """The state arrays a step of ``group`` uses (optional ones only when switched on)."""
+        return self.kernel_layout(group)[0]
+
+    def kernel_layout(self, group):
+        """``(active buffers, slots)``: ``slots[j]`` is the position in the active buffers of the
+        kernel's j-th buffer argument, or -1 for a buffer that is off (its list is empty)."""
+        options = self._options
+        switch = tuple([not group[option] for option in options]) if options else ()
+        try:
+            return self._layouts[switch]
+        except KeyError:
+            pass
+        optional = KERNELS[self.kernel].optional
+        active = tuple(b for b in self.buffers if b not in optional or group[optional[b]])
+        slots = tuple(active.index(b) if b in active else -1 for b in self.buffers)
+        self._layouts[switch] = (active, slots)
+        return active, slots
+
+    @cached_property
+    def _options(self):
+        return tuple(KERNELS[self.kernel].optional.values())
+
+    @cached_property
+    def _layouts(self):
+        return {}
+
+    @cached_property
+    def scalar_access(self):
+        """``(kernel argument, group key, index or None)`` for each of :attr:`scalars`."""
+        return tuple((s, s, None) if isinstance(s, str) else s for s in self.scalars)
+
+    @cached_property
+    def kernel_function(self):
+        """The compiled kernel entry point (imports the extension on first use)."""
+        return getattr(importlib.import_module("fastoptim._dispatch").kernels, self.kernel)
+
+    def bytes_per_element(self, itemsize, group):
+        """Memory traffic of one element of one step of ``group``: the bandwidth bound.
+
+        The parameter is read and written, the gradient read, and every active state array read
+        and written: ``itemsize * (2 + 1 + 2 * active buffers)``.
+        """
+        return itemsize * (3 + 2 * len(self.active_buffers(group)))
+
+    @property
+    def default(self):
+        """The configuration API tests use."""
+        return self.configs[self.default_config]
+
+
+# ---------------------------------------------------------------------------------- the table
+
+_SGD_GROUP = {"lr": 0.05}
+_ADAM_GROUP = {"lr": 3e-3, "betas": (0.8, 0.99)}
+
+
+def _sgd_configs(name):
+    return tuple(OptimConfig(name, desc, kwargs, group) for desc, kwargs, group in [
+        # torch 2.13's optim_inputs_func_sgd, in its order
+        ("default", {}, _SGD_GROUP),
+        ("non-default lr", {"lr": 1e-2}, _SGD_GROUP),
+        ("tensor lr", {"lr": np.array(0.001, dtype=np.float32)}, _SGD_GROUP),
+        ("non-zero weight_decay", {"weight_decay": 0.5}, _SGD_GROUP),
+        ("momentum", {"momentum": 0.9}, _SGD_GROUP),
+        ("maximize", {"weight_decay": 0.1, "maximize": True}, _SGD_GROUP),
+        ("dampening", {"momentum": 0.9, "dampening": 0.5}, _SGD_GROUP),
+        ("weight_decay w/ momentum", {"momentum": 0.9, "weight_decay": 0.1}, _SGD_GROUP),
+        ("nesterov", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1}, _SGD_GROUP),
+        # combinations torch's table does not have
+        ("nesterov maximize", {"lr": 0.01, "momentum": 0.5, "nesterov": True, "maximize": True},
+         {"lr": 0.02, "momentum": 0.9}),
+        ("dampening maximize weight_decay",
+         {"lr": 0.01, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.05, "maximize": True},
+         {"dampening": 0.0, "weight_decay": 0.0}),
+        ("momentum above one", {"lr": 1e-3, "momentum": 1.2, "dampening": 0.9}, {"momentum": 0.2}),
+    ])
+
+
+_ADAM_TABLE = [
+    # torch 2.13's optim_inputs_func_adam (CPU entries), in its order; AdamW uses the same
+    ("default", {}),
+    ("non-default lr", {"lr": 0.01}),
+    ("nonzero weight_decay", {"weight_decay": 0.1}),
+    ("maximize", {"weight_decay": 0.1, "maximize": True}),
+    ("amsgrad", {"weight_decay": 0.1, "amsgrad": True}),
+    # combinations torch's table does not have
+    ("amsgrad maximize", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True, "maximize": True}),
+    ("betas eps", {"lr": 0.01, "betas": (0.5, 0.9), "eps": 1e-6}),
+    ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.99)}),
+]
+
+
+def _adam_configs(name, extra=()):
+    return tuple(OptimConfig(name, desc, kwargs, _ADAM_GROUP)
+                 for desc, kwargs in _ADAM_TABLE + list(extra))
+
+
+_ADAM_FLAGS = ("amsgrad", "maximize", "decoupled_weight_decay")
+_ADAM_SCALARS = (("beta1", "betas", 0), ("beta2", "betas", 1), "lr", "weight_decay", "eps")
+# torch 2.13's Adam.__setstate__ defaults
+_ADAM_GROUP_DEFAULTS = {"amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
+                        "differentiable": False, "decoupled_weight_decay": False, "fused": None}
+
+OPTIMIZERS = {info.name: info for info in [
+    OptimizerInfo(
+        name="SGD", module="fastoptim.optim.sgd", kernel="sgd", functional_name="sgd",
+        family="SGD",
+        scalars=("lr", "weight_decay", "momentum", "dampening"),
+        flags=("nesterov", "maximize"),
+        lazy_buffers=("momentum_buffer",),
+        # torch 2.13's SGD.__setstate__ defaults
+        group_defaults={"nesterov": False, "maximize": False, "foreach": None,
+                        "differentiable": False, "fused": False},
+        configs=_sgd_configs("SGD"),
+        default_config=4,  # momentum
+        kernel_configs=(
+            dict(lr=1e-3, weight_decay=0.0, momentum=0.0, dampening=0.0, nesterov=False,
+                 maximize=False),
+            dict(lr=0.1, weight_decay=0.5, momentum=0.0, dampening=0.0, nesterov=False,
+                 maximize=True),
+            dict(lr=0.05, weight_decay=0.1, momentum=0.9, dampening=0.0, nesterov=False,
+                 maximize=False),
+            dict(lr=0.05, weight_decay=0.0, momentum=0.9, dampening=0.5, nesterov=False,
+                 maximize=True),
+            dict(lr=0.01, weight_decay=0.1, momentum=0.9, dampening=0.0, nesterov=True,
+                 maximize=False),
+        ),
+    ),
+    OptimizerInfo(
+        name="Adam", module="fastoptim.optim.adam", kernel="adam", functional_name="adam",
+        family="Adam", scalars=_ADAM_SCALARS, flags=_ADAM_FLAGS, scalar_state=("step",),
+        group_defaults=_ADAM_GROUP_DEFAULTS,
+        configs=_adam_configs("Adam", [
+            ("decoupled weight_decay", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
+            ("decoupled amsgrad maximize",
+             {"lr": 0.01, "weight_decay": 0.05, "decoupled_weight_decay": True, "amsgrad": True,
+              "maximize": True}),
+        ]),
+        default_config=4,  # amsgrad
+        kernel_configs=(
+            dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False,
+                 maximize=False, decoupled_weight_decay=False),
+            dict(lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.1, amsgrad=False,
+                 maximize=True, decoupled_weight_decay=False),
+            dict(lr=0.01, beta1=0.9, beta2=0.99, eps=1e-6, weight_decay=0.1, amsgrad=True,
+                 maximize=False, decoupled_weight_decay=False),
+            dict(lr=0.01, beta1=0.3, beta2=0.999, eps=1e-8, weight_decay=1e-2, amsgrad=False,
+                 maximize=False, decoupled_weight_decay=True),
+            dict(lr=0.02, beta1=0.0, beta2=0.9, eps=1e-8, weight_decay=0.05, amsgrad=True,
+                 maximize=True, decoupled_weight_decay=True),
+        ),
+    ),
+    OptimizerInfo(
+        name="AdamW", module="fastoptim.optim.adam", kernel="adam", functional_name="adamw",
+        family="Adam", scalars=_ADAM_SCALARS, flags=_ADAM_FLAGS, scalar_state=("step",),
+        group_defaults=_ADAM_GROUP_DEFAULTS, group_forced={"decoupled_weight_decay": True},
+        configs=_adam_configs("AdamW"),
+        default_config=4,  # amsgrad
+    ),
+]}
+
+# torch's "cliquey" flags: accepted by fastoptim for drop-in compatibility, with no effect.
+CLIQUEY_VARIANTS = (
+    {"foreach": False},
+    {"foreach": True},
+    {"fused": False},
+    {"fused": True},
+    {"differentiable": False},
+)
+
+
+def all_configs():
+    """Every test configuration of every optimizer, in table order."""
+    return [config for info in OPTIMIZERS.values() for config in info.configs]
