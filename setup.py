@@ -182,6 +182,9 @@ def _extensions():
     exts = [
         Extension("fastoptim._runtime", ["fastoptim/_runtime.pyx"], include_dirs=include, define_macros=macros),
         Extension("fastoptim._state_gather", ["fastoptim/_state_gather.pyx"]),
+        # gradient norms/clipping and EMA/SWA averaging (fastoptim/clip_grad.py, swa_utils.py)
+        Extension("fastoptim._train_kernels", ["fastoptim/_train_kernels.pyx"],
+                  include_dirs=include, define_macros=macros),
         Extension("fastoptim._kernels_baseline", ["fastoptim/_kernels_baseline.pyx"],
                   include_dirs=include, define_macros=macros),
         # the benchmark suite's bandwidth kernel, one per ISA level like the kernels (fastoptim/_stream.py)

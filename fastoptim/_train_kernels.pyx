@@ -1,0 +1,379 @@
+# Compiled loops of the training utilities: gradient norms and clipping (fastoptim.clip_grad) and
+# the EMA/SWA weight averaging (fastoptim.swa_utils). One module, compiled once (portable flags)
+# with OpenMP; setup.py builds it like the other extensions (-ffp-contract=off: the C compiler
+# fuses nothing; ``fma`` is called exactly where torch's CPU kernels fuse).
+#
+# Determinism: every output element (a per-array norm, a scaled or averaged element) is computed by
+# exactly one thread from its own inputs, in an order that does not depend on the thread count, so
+# the results are identical for every ``fo.set_num_threads`` value.
+#
+# Norms follow torch 2.13's CPU reduction order for one contiguous array (measured bit for bit
+# against ``torch.linalg.vector_norm``, see tests/test_clip_grad.py):
+#   p = 2:     ATen's vectorised last-dim path: 8 float32 (4 float64) lane accumulators
+#              ``acc += x*x`` over whole vectors, a left-to-right sum of the lanes, then the tail
+#              elements one by one, ``sqrt``;
+#   p = 1, p:  ATen's scalar reduction: one accumulator, left to right (``acc + |x|**p``), then
+#              ``acc ** (1/p)``;
+#   inf, -inf: the largest / smallest ``|x|`` (NaN propagates);
+#   p = 0:     the number of non-zero elements.
+# Matching torch's order matters: a float32 sum over 1M elements is off by ~100 ulp from the exact
+# value, and any other order lands elsewhere in that range.
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport fma, fmaf, sqrt, sqrtf, pow, powf, fabs, fabsf, isnan, INFINITY
+from libc.stdlib cimport malloc, free
+cimport numpy as cnp
+
+import numpy as np
+
+from fastoptim._openmp cimport omp_get_max_threads
+
+cnp.import_array()
+
+# Work (elements) per thread under which another thread is not started; the same measured
+# threshold as the optimizer kernels (docs/threads.rst).
+cdef Py_ssize_t _MIN_PER_THREAD = 16384
+
+cdef enum:
+    NORM_TWO = 0
+    NORM_ONE = 1
+    NORM_INF = 2
+    NORM_NEG_INF = 3
+    NORM_ZERO = 4
+    NORM_P = 5
+
+
+cdef struct Seg:
+    char* data
+    const char* other     # lerp/swa: the current values
+    Py_ssize_t size
+    Py_ssize_t start      # first element of this array in the call's flattened work
+    int is_double
+
+
+cdef int _threads_for(Py_ssize_t work, Py_ssize_t max_useful) noexcept nogil:
+    cdef int nthreads = omp_get_max_threads()
+    cdef Py_ssize_t useful = work // _MIN_PER_THREAD
+    if useful > max_useful:
+        useful = max_useful
+    if useful < 1:
+        useful = 1
+    if nthreads > useful:
+        nthreads = <int>useful
+    return nthreads if nthreads > 0 else 1
+
+
+def norm_kind(double p):
+    """The reduction used for the order ``p`` (one of the NORM_* codes)."""
+    if p == 2.0:
+        return NORM_TWO
+    if p == 1.0:
+        return NORM_ONE
+    if p == INFINITY:
+        return NORM_INF
+    if p == -INFINITY:
+        return NORM_NEG_INF
+    if p == 0.0:
+        return NORM_ZERO
+    return NORM_P
+
+
+# --------------------------------------------------------------------------------------------------
+# one array's norm, torch's order
+# --------------------------------------------------------------------------------------------------
+
+cdef inline floating _fma(floating a, floating b, floating c) noexcept nogil:
+    if floating is float:
+        return fmaf(a, b, c)
+    else:
+        return fma(a, b, c)
+
+
+cdef inline floating _abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+cdef inline floating _pow(floating x, floating y) noexcept nogil:
+    if floating is float:
+        return powf(x, y)
+    else:
+        return pow(x, y)
+
+
+cdef floating _norm_two(const floating* x, Py_ssize_t n) noexcept nogil:
+    # Vectorized<float> holds 8 lanes, Vectorized<double> 4 (ATen's AVX2 vectors)
+    cdef floating acc[8]
+    cdef Py_ssize_t W = 8 if floating is float else 4
+    cdef Py_ssize_t d = 0, j, m = n - n % W
+    cdef floating b
+    for j in range(8):
+        acc[j] = 0
+    while d < m:
+        for j in range(W):
+            acc[j] = acc[j] + x[d + j] * x[d + j]
+        d += W
+    b = acc[0]
+    for j in range(1, W):
+        b = b + acc[j]
+    while d < n:
+        b = _fma(x[d], x[d], b)
+        d += 1
+    if floating is float:
+        return sqrtf(b)
+    else:
+        return sqrt(b)
+
+
+cdef floating _norm_generic(const floating* x, Py_ssize_t n, int kind, floating p) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating acc = 0, a
+    if kind == NORM_TWO:
+        return _norm_two(x, n)
+    if kind == NORM_ONE:
+        for i in range(n):
+            acc = acc + _abs(x[i])
+        return acc
+    if kind == NORM_INF or kind == NORM_NEG_INF:
+        if n == 0:
+            return 0
+        acc = _abs(x[0])
+        for i in range(1, n):
+            a = _abs(x[i])
+            if isnan(a) or isnan(acc):
+                acc = a + acc
+            elif kind == NORM_INF:
+                acc = a if a > acc else acc
+            else:
+                acc = a if a < acc else acc
+        return acc
+    if kind == NORM_ZERO:
+        for i in range(n):
+            acc = acc + (<floating>1 if x[i] != 0 else <floating>0)
+        return acc
+    for i in range(n):
+        acc = acc + _pow(_abs(x[i]), p)
+    return _pow(acc, (<floating>1) / p)
+
+
+# --------------------------------------------------------------------------------------------------
+# entry points
+# --------------------------------------------------------------------------------------------------
+
+cdef cnp.ndarray _as_float_array(object obj, str name, Py_ssize_t i):
+    if not isinstance(obj, cnp.ndarray):
+        raise TypeError(f"{name}[{i}] must be a NumPy array, got {type(obj).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray>obj
+    cdef int t = cnp.PyArray_TYPE(a)
+    if (t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE) or cnp.PyArray_ISBYTESWAPPED(a):
+        raise TypeError(
+            f"{name}[{i}] has dtype {a.dtype}; only float32 and float64 arrays (native byte order) "
+            f"are supported: convert it with .astype(np.float32) or .astype(np.float64)")
+    return a
+
+
+def array_norms(list arrays, double p):
+    """Per-array ``p``-norms of ``arrays`` (float32/float64, any layout), one compiled pass.
+
+    Returns a float64 array; entry ``i`` is the norm of ``arrays[i]`` computed and rounded in that
+    array's dtype (a float32 norm is exactly representable in float64). Arrays are spread over the
+    threads whole, so each norm is computed by one thread in torch's order.
+    """
+    cdef Py_ssize_t n = len(arrays), i, total = 0
+    cdef int kind = norm_kind(p), nt
+    cdef cnp.ndarray a
+    cdef list keep = []
+    cdef cnp.ndarray out = np.empty(n, np.float64)
+    cdef double* o = <double*>cnp.PyArray_DATA(out)
+    cdef Seg* segs = <Seg*>malloc((n if n > 0 else 1) * sizeof(Seg))
+    if segs == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            a = _as_float_array(arrays[i], "arrays", i)
+            if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
+                a = np.ascontiguousarray(a)
+                keep.append(a)
+            if cnp.PyArray_SIZE(a) == 0 and (kind == NORM_INF or kind == NORM_NEG_INF):
+                raise RuntimeError(
+                    f"linalg.vector_norm cannot compute the {p} norm on an empty tensor because "
+                    f"the operation does not have an identity")
+            segs[i].data = <char*>cnp.PyArray_DATA(a)
+            segs[i].size = cnp.PyArray_SIZE(a)
+            segs[i].is_double = cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE
+            total += segs[i].size
+        nt = _threads_for(total, n)
+        with nogil:
+            if nt <= 1:
+                for i in range(n):
+                    o[i] = _one_norm(&segs[i], kind, p)
+            else:
+                for i in prange(n, schedule="dynamic", num_threads=nt):
+                    o[i] = _one_norm(&segs[i], kind, p)
+    finally:
+        free(segs)
+    return out
+
+
+cdef double _one_norm(const Seg* s, int kind, double p) noexcept nogil:
+    if s.is_double:
+        return _norm_generic[double](<const double*>s.data, s.size, kind, p)
+    return _norm_generic[float](<const float*>s.data, s.size, kind, <float>p)
+
+
+def vector_norm(cnp.ndarray v, double p):
+    """The ``p``-norm of a 1-d contiguous float32/float64 array in torch's order, as a Python float
+    (holding the value rounded to ``v``'s dtype)."""
+    cdef Seg s
+    v = _as_float_array(v, "v", 0)
+    v = np.ascontiguousarray(v)
+    s.data = <char*>cnp.PyArray_DATA(v)
+    s.size = cnp.PyArray_SIZE(v)
+    s.is_double = cnp.PyArray_TYPE(v) == cnp.NPY_DOUBLE
+    return _one_norm(&s, norm_kind(p), p)
+
+
+# --------------------------------------------------------------------------------------------------
+# elementwise passes over all arrays: scaling, clamping, averaging
+# --------------------------------------------------------------------------------------------------
+
+cdef enum:
+    OP_MUL = 0        # x *= a
+    OP_CLAMP = 1      # x = min(max(x, -a), a), NaN-propagating like torch.clamp_min_/clamp_max_
+    OP_LERP = 2       # x = lerp(x, other, w), ATen's two-sided lerp (a = w, b = w - 1)
+
+
+cdef inline floating _clamp_min(floating x, floating lo) noexcept nogil:
+    if isnan(x) or isnan(lo):
+        return x + lo
+    return x if x > lo else lo
+
+
+cdef inline floating _clamp_max(floating x, floating hi) noexcept nogil:
+    if isnan(x) or isnan(hi):
+        return x + hi
+    return x if x < hi else hi
+
+
+cdef void _elementwise(floating* x, const floating* y, Py_ssize_t n, int op, floating a,
+                       floating b) noexcept nogil:
+    cdef Py_ssize_t i
+    if op == OP_MUL:
+        for i in range(n):
+            x[i] = x[i] * a
+    elif op == OP_CLAMP:
+        for i in range(n):
+            x[i] = _clamp_max(_clamp_min(x[i], -a), a)
+    elif fabs(<double>a) < 0.5:
+        for i in range(n):
+            x[i] = _fma(a, y[i] - x[i], x[i])         # self + w * (end - self)
+    else:
+        for i in range(n):
+            x[i] = _fma(b, y[i] - x[i], y[i])         # end - (end - self) * (1 - w)
+
+
+cdef inline Py_ssize_t _bound(Py_ssize_t total, int t, int nthreads) noexcept nogil:
+    cdef Py_ssize_t q
+    if t >= nthreads:
+        return total
+    q = <Py_ssize_t>((<double>total * t) / nthreads)
+    return q - q % 16
+
+
+cdef void _share(const Seg* segs, Py_ssize_t nseg, Py_ssize_t lo, Py_ssize_t hi, int op,
+                 double a32, double b32, double a64, double b64) noexcept nogil:
+    cdef Py_ssize_t k = 0, s, e
+    while k < nseg and segs[k].start + segs[k].size <= lo:
+        k += 1
+    while k < nseg and segs[k].start < hi:
+        s = lo - segs[k].start if lo > segs[k].start else 0
+        e = hi - segs[k].start if hi < segs[k].start + segs[k].size else segs[k].size
+        if e > s:
+            if segs[k].is_double:
+                _elementwise[double]((<double*>segs[k].data) + s,
+                                     (<const double*>segs[k].other) + s if segs[k].other != NULL else NULL,
+                                     e - s, op, a64, b64)
+            else:
+                _elementwise[float]((<float*>segs[k].data) + s,
+                                    (<const float*>segs[k].other) + s if segs[k].other != NULL else NULL,
+                                    e - s, op, <float>a32, <float>b32)
+        k += 1
+
+
+cdef cnp.ndarray _writable(object obj, str name, Py_ssize_t i):
+    cdef cnp.ndarray a = _as_float_array(obj, name, i)
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
+        raise ValueError(
+            f"{name}[{i}] is not a C-contiguous, aligned array and cannot be updated in place by "
+            f"the compiled pass; make it contiguous with np.ascontiguousarray(...)")
+    if not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{name}[{i}] is read-only and cannot be updated in place; pass a "
+                         f"writeable array (for example a.copy())")
+    return a
+
+
+cdef _run(list arrays, list others, int op, double a32, double b32, double a64, double b64):
+    cdef Py_ssize_t n = len(arrays), i, total = 0, j
+    cdef cnp.ndarray x, y
+    cdef list keep = []
+    cdef int nt, t
+    if others is not None and len(others) != n:
+        raise ValueError(f"got {n} arrays to update but {len(others)} current arrays; pass one "
+                         f"per averaged array")
+    cdef Seg* segs = <Seg*>malloc((n if n > 0 else 1) * sizeof(Seg))
+    if segs == NULL:
+        raise MemoryError()
+    try:
+        j = 0
+        for i in range(n):
+            x = _writable(arrays[i], "arrays", i)
+            segs[j].data = <char*>cnp.PyArray_DATA(x)
+            segs[j].other = NULL
+            segs[j].size = cnp.PyArray_SIZE(x)
+            segs[j].is_double = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+            if others is not None:
+                y = _as_float_array(others[i], "current", i)
+                if cnp.PyArray_TYPE(y) != cnp.PyArray_TYPE(x) or (<object>y).shape != (<object>x).shape:
+                    raise ValueError(
+                        f"current[{i}] has dtype {y.dtype} and shape {(<object>y).shape} but the "
+                        f"averaged array has dtype {x.dtype} and shape {(<object>x).shape}; they "
+                        f"must match")
+                if not cnp.PyArray_IS_C_CONTIGUOUS(y) or not cnp.PyArray_ISALIGNED(y):
+                    y = np.ascontiguousarray(y)
+                    keep.append(y)
+                segs[j].other = <const char*>cnp.PyArray_DATA(y)
+            if segs[j].size == 0:
+                continue
+            segs[j].start = total
+            total += segs[j].size
+            j += 1
+        nt = _threads_for(total, total)
+        with nogil:
+            if nt <= 1:
+                _share(segs, j, 0, total, op, a32, b32, a64, b64)
+            else:
+                for t in prange(nt, schedule="static", num_threads=nt):
+                    _share(segs, j, _bound(total, t, nt), _bound(total, t + 1, nt), op,
+                           a32, b32, a64, b64)
+    finally:
+        free(segs)
+
+
+def scale(list arrays, double coef32, double coef64):
+    """``x *= coef`` for every array, float32 arrays by ``float32(coef32)``, float64 by ``coef64``."""
+    _run(arrays, None, OP_MUL, coef32, 0.0, coef64, 0.0)
+
+
+def clamp(list arrays, double clip_value):
+    """``x = clamp(x, -clip_value, clip_value)`` (in each array's dtype; NaN propagates)."""
+    _run(arrays, None, OP_CLAMP, clip_value, 0.0, clip_value, 0.0)
+
+
+def lerp(list averaged, list current, double weight32, double weight64):
+    """``averaged[i] = lerp(averaged[i], current[i], w)`` for all arrays (torch's ``_foreach_lerp_``
+    on CPU), ``w`` = ``float32(weight32)`` for float32 arrays and ``weight64`` for float64."""
+    cdef float w32 = <float>weight32
+    _run(averaged, current, OP_LERP, w32, w32 - <float>1, weight64, weight64 - 1.0)
