@@ -13,6 +13,7 @@ from fastoptim.sgd import SGD
 from fastoptim.adam import Adam, AdamW
 from fastoptim import optimizer, interop
 from fastoptim import lr_scheduler
+from fastoptim import swa_utils
 from fastoptim.clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from fastoptim.checkpoint import save, load, CheckpointError, UnsafeCheckpointError, CorruptCheckpointError
 
@@ -30,6 +31,7 @@ __all__ = [
     "optimizer",
     "interop",
     "lr_scheduler",
+    "swa_utils",
     "save",
     "load",
     "CheckpointError",

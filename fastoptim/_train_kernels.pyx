@@ -244,6 +244,7 @@ cdef enum:
     OP_MUL = 0        # x *= a
     OP_CLAMP = 1      # x = min(max(x, -a), a), NaN-propagating like torch.clamp_min_/clamp_max_
     OP_LERP = 2       # x = lerp(x, other, w), ATen's two-sided lerp (a = w, b = w - 1)
+    OP_MEAN = 3       # x = x + (other - x) / a (torch's get_swa_avg_fn with a = n_averaged + 1)
 
 
 cdef inline floating _clamp_min(floating x, floating lo) noexcept nogil:
@@ -267,6 +268,9 @@ cdef void _elementwise(floating* x, const floating* y, Py_ssize_t n, int op, flo
     elif op == OP_CLAMP:
         for i in range(n):
             x[i] = _clamp_max(_clamp_min(x[i], -a), a)
+    elif op == OP_MEAN:
+        for i in range(n):
+            x[i] = x[i] + (y[i] - x[i]) / a
     elif fabs(<double>a) < 0.5:
         for i in range(n):
             x[i] = _fma(a, y[i] - x[i], x[i])         # self + w * (end - self)
@@ -377,3 +381,9 @@ def lerp(list averaged, list current, double weight32, double weight64):
     on CPU), ``w`` = ``float32(weight32)`` for float32 arrays and ``weight64`` for float64."""
     cdef float w32 = <float>weight32
     _run(averaged, current, OP_LERP, w32, w32 - <float>1, weight64, weight64 - 1.0)
+
+
+def running_mean(list averaged, list current, double count):
+    """``averaged[i] += (current[i] - averaged[i]) / count`` for all arrays, ``count`` rounded to
+    each array's dtype (torch's ``get_swa_avg_fn`` with its int64 counter)."""
+    _run(averaged, current, OP_MEAN, count, 0.0, count, 0.0)
