@@ -11,6 +11,9 @@ from fastoptim.parameter import Parameter
 from fastoptim.optimizer import Optimizer
 from fastoptim.sgd import SGD
 from fastoptim.adam import Adam, AdamW
+from fastoptim.adafactor import Adafactor
+from fastoptim.lbfgs import LBFGS
+from fastoptim.muon import Muon
 from fastoptim import optimizer, interop
 from fastoptim import lr_scheduler
 from fastoptim import swa_utils
@@ -28,6 +31,9 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "Adafactor",
+    "LBFGS",
+    "Muon",
     "optimizer",
     "interop",
     "lr_scheduler",

@@ -20,6 +20,8 @@ import numbers
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
+from fastoptim.adafactor import adafactor  # noqa: E402,F401  (train room: Adafactor/Muon modules)
+from fastoptim.muon import muon  # noqa: E402,F401
 
 __all__ = ["sgd", "adam", "adamw"]
 
