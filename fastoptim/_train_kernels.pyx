@@ -309,20 +309,32 @@ cdef void _share(const Seg* segs, Py_ssize_t nseg, Py_ssize_t lo, Py_ssize_t hi,
 
 cdef cnp.ndarray _writable(object obj, str name, Py_ssize_t i):
     cdef cnp.ndarray a = _as_float_array(obj, name, i)
-    if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
-        raise ValueError(
-            f"{name}[{i}] is not a C-contiguous, aligned array and cannot be updated in place by "
-            f"the compiled pass; make it contiguous with np.ascontiguousarray(...)")
     if not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{name}[{i}] is read-only and cannot be updated in place; pass a "
                          f"writeable array (for example a.copy())")
     return a
 
 
+cdef inline bint _is_plain(cnp.ndarray a) noexcept:
+    return cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a)
+
+
+cdef _numpy_fallback(cnp.ndarray x, object y, int op, double a32, double b32, double a64,
+                     double b64):
+    """The same element operation for an array the compiled pass cannot address (non-contiguous
+    or unaligned): through a contiguous copy, written back."""
+    cdef cnp.ndarray tmp = np.ascontiguousarray(x)
+    cdef list others = None if y is None else [np.ascontiguousarray(y)]
+    _run([tmp], others, op, a32, b32, a64, b64)
+    x[...] = tmp
+
+
 cdef _run(list arrays, list others, int op, double a32, double b32, double a64, double b64):
+    """Validate every array (nothing is modified on error), then one compiled pass over all."""
     cdef Py_ssize_t n = len(arrays), i, total = 0, j
     cdef cnp.ndarray x, y
     cdef list keep = []
+    cdef list strided = []
     cdef int nt, t
     if others is not None and len(others) != n:
         raise ValueError(f"got {n} arrays to update but {len(others)} current arrays; pass one "
@@ -334,10 +346,7 @@ cdef _run(list arrays, list others, int op, double a32, double b32, double a64, 
         j = 0
         for i in range(n):
             x = _writable(arrays[i], "arrays", i)
-            segs[j].data = <char*>cnp.PyArray_DATA(x)
-            segs[j].other = NULL
-            segs[j].size = cnp.PyArray_SIZE(x)
-            segs[j].is_double = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+            y = None
             if others is not None:
                 y = _as_float_array(others[i], "current", i)
                 if cnp.PyArray_TYPE(y) != cnp.PyArray_TYPE(x) or (<object>y).shape != (<object>x).shape:
@@ -345,10 +354,16 @@ cdef _run(list arrays, list others, int op, double a32, double b32, double a64, 
                         f"current[{i}] has dtype {y.dtype} and shape {(<object>y).shape} but the "
                         f"averaged array has dtype {x.dtype} and shape {(<object>x).shape}; they "
                         f"must match")
-                if not cnp.PyArray_IS_C_CONTIGUOUS(y) or not cnp.PyArray_ISALIGNED(y):
+                if not _is_plain(y):
                     y = np.ascontiguousarray(y)
                     keep.append(y)
-                segs[j].other = <const char*>cnp.PyArray_DATA(y)
+            if not _is_plain(x):
+                strided.append((x, y))
+                continue
+            segs[j].data = <char*>cnp.PyArray_DATA(x)
+            segs[j].other = <const char*>cnp.PyArray_DATA(y) if y is not None else NULL
+            segs[j].size = cnp.PyArray_SIZE(x)
+            segs[j].is_double = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
             if segs[j].size == 0:
                 continue
             segs[j].start = total
@@ -364,6 +379,53 @@ cdef _run(list arrays, list others, int op, double a32, double b32, double a64, 
                            a32, b32, a64, b64)
     finally:
         free(segs)
+    for x, y in strided:
+        _numpy_fallback(x, y, op, a32, b32, a64, b64)
+
+
+def grads_of(list params):
+    """The ``.grad`` of every parameter that has one (torch's ``[p.grad for p in params if
+    p.grad is not None]``), with a clear error for objects without ``.grad``."""
+    cdef list out = []
+    cdef Py_ssize_t i
+    cdef object g
+    for i in range(len(params)):
+        try:
+            g = params[i].grad
+        except AttributeError:
+            raise TypeError(
+                f"parameters[{i}] is a {type(params[i]).__name__}, which has no .grad; pass "
+                f"fastoptim.Parameter objects (use get_total_norm for plain arrays)") from None
+        if g is not None:
+            out.append(g)
+    return out
+
+
+def total_norm(list arrays, double p):
+    """torch's ``vector_norm(stack([vector_norm(a, p) for a in arrays]), p)``: per-array norms in
+    one compiled pass, then the norm of the norms. Returns ``(value, is_float64)``.
+
+    torch groups the arrays by dtype and stacks the groups' norms promoted to the widest dtype; its
+    grouping (a C++ hash map) yields the groups in reverse order of first appearance (measured; the
+    order matters for p-norms summed left to right).
+    """
+    cdef cnp.ndarray norms = array_norms(arrays, p)
+    cdef Py_ssize_t n = len(arrays), i
+    cdef int first = -1, t
+    cdef bint mixed = False
+    for i in range(n):
+        t = cnp.PyArray_TYPE(<cnp.ndarray>arrays[i])
+        if first < 0:
+            first = t
+        elif t != first:
+            mixed = True
+    if not mixed:
+        if first == cnp.NPY_DOUBLE:
+            return vector_norm(norms, p), True
+        return vector_norm(norms.astype(np.float32), p), False
+    order = [i for i in range(n) if cnp.PyArray_TYPE(<cnp.ndarray>arrays[i]) != first]
+    order += [i for i in range(n) if cnp.PyArray_TYPE(<cnp.ndarray>arrays[i]) == first]
+    return vector_norm(norms[order], p), True
 
 
 def scale(list arrays, double coef32, double coef64):

@@ -45,47 +45,6 @@ def _as_list(parameters):
                         f"{type(parameters).__name__}") from None
 
 
-def _grads_of(params):
-    grads = []
-    for i, p in enumerate(params):
-        try:
-            g = p.grad
-        except AttributeError:
-            raise TypeError(
-                f"parameters[{i}] is a {type(p).__name__}, which has no .grad; pass "
-                f"fastoptim.Parameter objects (use get_total_norm for plain arrays)") from None
-        if g is not None:
-            grads.append(g)
-    return grads
-
-
-def _check_grad_dtypes(arrays, what):
-    for i, a in enumerate(arrays):
-        if not isinstance(a, np.ndarray):
-            raise TypeError(f"{what}[{i}] must be a NumPy array, got {type(a).__name__}")
-        if a.dtype not in _FLOATS or not a.dtype.isnative:
-            raise TypeError(f"{what}[{i}] has dtype {a.dtype}; norms are computed for float32 and "
-                            f"float64 arrays: convert it with .astype(np.float32)")
-
-
-def _total_norm(arrays, norm_type):
-    """torch's ``vector_norm(stack([vector_norm(a, p) for a in arrays]), p)``, grouped by dtype."""
-    per_array = _train_kernels.array_norms(arrays, norm_type)
-    dtypes = []
-    for a in arrays:
-        if a.dtype not in dtypes:
-            dtypes.append(a.dtype)
-    if len(dtypes) == 1:
-        stacked = per_array.astype(dtypes[0])
-    else:
-        # torch groups the arrays by dtype and stacks the groups' norms, promoted to the widest
-        # dtype; its grouping (a C++ hash map) yields the groups in reverse order of first
-        # appearance (measured; it matters for p-norms summed left to right)
-        order = [i for d in reversed(dtypes) for i, a in enumerate(arrays) if a.dtype == d]
-        stacked = per_array[order].astype(np.result_type(*dtypes))
-    return np.array(_train_kernels.vector_norm(stacked, norm_type), dtype=stacked.dtype)
-
-
 def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=None):
     r"""Norm of the norms of ``tensors``, as if they were concatenated into one vector.
 
@@ -130,9 +89,9 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     norm_type = float(norm_type)
     if not arrays:
         return np.array(0.0, dtype=np.float32)
-    _check_grad_dtypes(arrays, "tensors")
-    total = _total_norm(arrays, norm_type)
-    if error_if_nonfinite and not math.isfinite(float(total)):
+    value, is_double = _train_kernels.total_norm(arrays, norm_type)
+    total = np.array(value, dtype=np.float64 if is_double else np.float32)
+    if error_if_nonfinite and not math.isfinite(value):
         raise RuntimeError(
             f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, "
             "so it cannot be clipped. To disable this error and scale the gradients by the "
@@ -157,20 +116,6 @@ def _coefficient(max_norm, total_norm):
     return 1.0
 
 
-def _scale(grads, coef):
-    writable = []
-    for i, g in enumerate(grads):
-        if not g.flags.writeable:
-            raise ValueError(f"the gradient of parameters[{i}] is read-only and cannot be clipped "
-                             f"in place; assign a writeable array (for example g.copy())")
-        writable.append(g)
-    contiguous = [g for g in writable if g.flags.c_contiguous and g.flags.aligned]
-    _train_kernels.scale(contiguous, coef, coef)
-    for g in writable:
-        if not (g.flags.c_contiguous and g.flags.aligned):
-            np.multiply(g, g.dtype.type(coef), out=g)
-
-
 def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
     r"""Scale the gradients of ``parameters`` in place by a precomputed total norm.
 
@@ -192,12 +137,12 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
     """
     _check_foreach(foreach)
     params, _ = _as_list(parameters)
-    grads = _grads_of(params)
+    grads = _train_kernels.grads_of(params)
     max_norm = _check_real("max_norm", max_norm)
     if not grads:
         return
-    _check_grad_dtypes(grads, "grads")
-    _scale(grads, _coefficient(max_norm, total_norm))
+    coef = _coefficient(max_norm, total_norm)
+    _train_kernels.scale(grads, coef, coef)
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
@@ -248,10 +193,11 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.",
                       stacklevel=2)
     max_norm = _check_real("max_norm", max_norm)
-    grads = _grads_of(params)
+    grads = _train_kernels.grads_of(params)
     total = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
     if grads:
-        _scale(grads, _coefficient(max_norm, total))
+        coef = _coefficient(max_norm, total)
+        _train_kernels.scale(grads, coef, coef)
     return total
 
 
@@ -282,15 +228,4 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     _check_foreach(foreach)
     params, _ = _as_list(parameters)
     clip_value = _check_real("clip_value", clip_value)
-    grads = _grads_of(params)
-    _check_grad_dtypes(grads, "grads")
-    for i, g in enumerate(grads):
-        if not g.flags.writeable:
-            raise ValueError(f"the gradient of parameters[{i}] is read-only and cannot be clipped "
-                             f"in place; assign a writeable array (for example g.copy())")
-    contiguous = [g for g in grads if g.flags.c_contiguous and g.flags.aligned]
-    _train_kernels.clamp(contiguous, clip_value)
-    for g in grads:
-        if not (g.flags.c_contiguous and g.flags.aligned):
-            # np.maximum/np.minimum propagate NaN, as torch.clamp does
-            np.minimum(np.maximum(g, g.dtype.type(-clip_value)), g.dtype.type(clip_value), out=g)
+    _train_kernels.clamp(_train_kernels.grads_of(params), clip_value)
