@@ -182,8 +182,9 @@ def _extensions():
     exts = [
         Extension("fastoptim._runtime", ["fastoptim/_runtime.pyx"], include_dirs=include, define_macros=macros),
         Extension("fastoptim._state_gather", ["fastoptim/_state_gather.pyx"]),
-        # gradient norms/clipping and EMA/SWA averaging (fastoptim/clip_grad.py, swa_utils.py)
-        Extension("fastoptim._train_kernels", ["fastoptim/_train_kernels.pyx"],
+        # gradient norms/clipping and EMA/SWA averaging (fastoptim/clip_grad.py, swa_utils.py),
+        # one per ISA level like the kernels (fastoptim/_train_kernels.py picks one)
+        Extension("fastoptim._train_kernels_baseline", ["fastoptim/_train_kernels_baseline.pyx"],
                   include_dirs=include, define_macros=macros),
         Extension("fastoptim._kernels_baseline", ["fastoptim/_kernels_baseline.pyx"],
                   include_dirs=include, define_macros=macros),
@@ -198,6 +199,8 @@ def _extensions():
             exts.append(Extension(f"fastoptim._kernels_{suffix}", [f"fastoptim/_kernels_{suffix}.pyx"],
                                   include_dirs=include, define_macros=macros))
             exts.append(Extension(f"fastoptim._stream_kernels_{suffix}", [f"fastoptim/_stream_kernels_{suffix}.pyx"],
+                                  include_dirs=include, define_macros=macros))
+            exts.append(Extension(f"fastoptim._train_kernels_{suffix}", [f"fastoptim/_train_kernels_{suffix}.pyx"],
                                   include_dirs=include, define_macros=macros))
     return exts
 

@@ -1,7 +1,8 @@
 # Compiled loops of the training utilities: gradient norms and clipping (fastoptim.clip_grad) and
-# the EMA/SWA weight averaging (fastoptim.swa_utils). One module, compiled once (portable flags)
-# with OpenMP; setup.py builds it like the other extensions (-ffp-contract=off: the C compiler
-# fuses nothing; ``fma`` is called exactly where torch's CPU kernels fuse).
+# the EMA/SWA weight averaging (fastoptim.swa_utils). Included by ``_train_kernels_<variant>.pyx``,
+# compiled per instruction-set level with OpenMP like the optimizer kernels (setup.py;
+# fastoptim/_train_kernels.py loads one). -ffp-contract=off: the C compiler fuses nothing; ``fma``
+# is called exactly where torch's CPU kernels fuse (a hardware FMA in the v3/v4 variants).
 #
 # Determinism: every output element (a per-array norm, a scaled or averaged element) is computed by
 # exactly one thread from its own inputs, in an order that does not depend on the thread count, so
