@@ -105,22 +105,49 @@ cdef inline floating _pow(floating x, floating y) noexcept nogil:
         return pow(x, y)
 
 
+cdef extern from *:
+    """
+    /* ATen's vectorised sum of squares: lane accumulators acc[j] += x*x over whole vectors (8
+       float32 or 4 float64 lanes: Vectorized<float>/<double> of its AVX2 build), then the lanes
+       summed left to right. Written with a GCC vector type so the accumulator stays in a register
+       (the same IEEE operations as the scalar lanes; no contraction: -ffp-contract=off). */
+    typedef float fastoptim_v8sf __attribute__((vector_size(32), aligned(4)));
+    typedef double fastoptim_v4df __attribute__((vector_size(32), aligned(8)));
+    static float fastoptim_sumsq_lanes_f(const float *x, Py_ssize_t m) {
+        fastoptim_v8sf acc = {0, 0, 0, 0, 0, 0, 0, 0}, v;
+        for (Py_ssize_t d = 0; d < m; d += 8) {
+            __builtin_memcpy(&v, x + d, sizeof v);
+            acc = acc + v * v;
+        }
+        float b = acc[0];
+        for (int j = 1; j < 8; j++) b = b + acc[j];
+        return b;
+    }
+    static double fastoptim_sumsq_lanes_d(const double *x, Py_ssize_t m) {
+        fastoptim_v4df acc = {0, 0, 0, 0}, v;
+        for (Py_ssize_t d = 0; d < m; d += 4) {
+            __builtin_memcpy(&v, x + d, sizeof v);
+            acc = acc + v * v;
+        }
+        double b = acc[0];
+        for (int j = 1; j < 4; j++) b = b + acc[j];
+        return b;
+    }
+    """
+    float fastoptim_sumsq_lanes_f(const float* x, Py_ssize_t m) noexcept nogil
+    double fastoptim_sumsq_lanes_d(const double* x, Py_ssize_t m) noexcept nogil
+
+
 cdef floating _norm_two(const floating* x, Py_ssize_t n) noexcept nogil:
-    # Vectorized<float> holds 8 lanes, Vectorized<double> 4 (ATen's AVX2 vectors)
-    cdef floating acc[8]
     cdef Py_ssize_t W = 8 if floating is float else 4
-    cdef Py_ssize_t d = 0, j, m = n - n % W
+    cdef Py_ssize_t d, m = n - n % W
     cdef floating b
-    for j in range(8):
-        acc[j] = 0
-    while d < m:
-        for j in range(W):
-            acc[j] = acc[j] + x[d + j] * x[d + j]
-        d += W
-    b = acc[0]
-    for j in range(1, W):
-        b = b + acc[j]
-    while d < n:
+    if floating is float:
+        b = fastoptim_sumsq_lanes_f(x, m)
+    else:
+        b = fastoptim_sumsq_lanes_d(x, m)
+    d = m
+    while d < n:                                  # the tail, one element at a time (fused)
         b = _fma(x[d], x[d], b)
         d += 1
     if floating is float:
