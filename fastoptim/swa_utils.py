@@ -204,6 +204,10 @@ class AveragedModel:
 
     @property
     def averaged(self):
+        """The averaged arrays, in the structure of ``params`` (a list, or a dict with its keys).
+
+        The container is new on each access; the arrays are the ones updated in place.
+        """
         if self._keys is None:
             return list(self._arrays)
         return dict(zip(self._keys, self._arrays))
