@@ -23,3 +23,6 @@ scale = _impl.scale
 clamp = _impl.clamp
 lerp = _impl.lerp
 running_mean = _impl.running_mean
+adafactor_means = _impl.adafactor_means
+adafactor_update = _impl.adafactor_update
+axpy = _impl.axpy

@@ -273,6 +273,7 @@ cdef enum:
     OP_CLAMP = 1      # x = min(max(x, -a), a), NaN-propagating like torch.clamp_min_/clamp_max_
     OP_LERP = 2       # x = lerp(x, other, w), ATen's two-sided lerp (a = w, b = w - 1)
     OP_MEAN = 3       # x = x + (other - x) / a (torch's get_swa_avg_fn with a = n_averaged + 1)
+    OP_AXPY = 4       # x = fma(a, other, x) (ATen's vectorised add_ with alpha)
 
 
 cdef inline floating _clamp_min(floating x, floating lo) noexcept nogil:
@@ -299,6 +300,9 @@ cdef void _elementwise(floating* x, const floating* y, Py_ssize_t n, int op, flo
     elif op == OP_MEAN:
         for i in range(n):
             x[i] = x[i] + (y[i] - x[i]) / a
+    elif op == OP_AXPY:
+        for i in range(n):
+            x[i] = _fma(a, y[i], x[i])
     elif fabs(<double>a) < 0.5:
         for i in range(n):
             x[i] = _fma(a, y[i] - x[i], x[i])         # self + w * (end - self)
@@ -477,3 +481,90 @@ def running_mean(list averaged, list current, double count):
     """``averaged[i] += (current[i] - averaged[i]) / count`` for all arrays, ``count`` rounded to
     each array's dtype (torch's ``get_swa_avg_fn`` with its int64 counter)."""
     _run(averaged, current, OP_MEAN, count, 0.0, count, 0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Adafactor's factored second moment (fastoptim/adafactor.py): torch's single-tensor op order
+# --------------------------------------------------------------------------------------------------
+
+cdef void _ada_means(const floating* g, Py_ssize_t B, Py_ssize_t m, Py_ssize_t n,
+                     floating* rowm, floating* colm, floating* colacc) noexcept nogil:
+    """row_mean = norm(g, dim=-1)**2 / n and col_mean = norm(g, dim=-2)**2 / m per batch entry."""
+    cdef Py_ssize_t b, i, j
+    cdef const floating* row
+    cdef floating r, x
+    for b in range(B):
+        for j in range(n):
+            colacc[j] = 0
+        for i in range(m):
+            row = g + (b * m + i) * n
+            r = _norm_two(row, n)
+            rowm[b * m + i] = (r * r) / (<floating>n)
+            for j in range(n):
+                x = row[j]
+                colacc[j] = colacc[j] + x * x
+        for j in range(n):
+            if floating is float:
+                r = sqrtf(colacc[j])
+            else:
+                r = sqrt(colacc[j])
+            colm[b * n + j] = (r * r) / (<floating>m)
+
+
+cdef void _ada_update(const floating* g, const floating* rowv, const floating* colv,
+                      const floating* rmean, Py_ssize_t B, Py_ssize_t m, Py_ssize_t n,
+                      floating eps1sq, floating* u) noexcept nogil:
+    """u = g * rsqrt(clamp((row_var @ col_var) / rmean, min=eps1**2)), elementwise."""
+    cdef Py_ssize_t b, i, j, k
+    cdef floating v, rv, den
+    for b in range(B):
+        den = rmean[b]
+        for i in range(m):
+            rv = rowv[b * m + i]
+            k = (b * m + i) * n
+            for j in range(n):
+                v = (rv * colv[b * n + j]) / den
+                if v < eps1sq:                      # clamp_(min=...): NaN stays NaN
+                    v = eps1sq
+                if floating is float:
+                    u[k + j] = ((<floating>1) / sqrtf(v)) * g[k + j]
+                else:
+                    u[k + j] = ((<floating>1) / sqrt(v)) * g[k + j]
+
+
+def adafactor_means(cnp.ndarray g, cnp.ndarray rowm, cnp.ndarray colm):
+    """Fill ``rowm`` (B, m) and ``colm`` (B, n) from the contiguous gradient ``g`` (B, m, n)."""
+    cdef Py_ssize_t B = g.shape[0], m = g.shape[1], n = g.shape[2]
+    cdef cnp.ndarray acc = np.empty(n if n > 0 else 1, g.dtype)
+    if cnp.PyArray_TYPE(g) == cnp.NPY_DOUBLE:
+        with nogil:
+            _ada_means[double](<const double*>cnp.PyArray_DATA(g), B, m, n,
+                               <double*>cnp.PyArray_DATA(rowm), <double*>cnp.PyArray_DATA(colm),
+                               <double*>cnp.PyArray_DATA(acc))
+    else:
+        with nogil:
+            _ada_means[float](<const float*>cnp.PyArray_DATA(g), B, m, n,
+                              <float*>cnp.PyArray_DATA(rowm), <float*>cnp.PyArray_DATA(colm),
+                              <float*>cnp.PyArray_DATA(acc))
+
+
+def adafactor_update(cnp.ndarray g, cnp.ndarray rowv, cnp.ndarray colv, cnp.ndarray rmean,
+                     double eps1sq, cnp.ndarray out):
+    """``out`` (B, m, n) = Adafactor's normalised update of the contiguous gradient ``g``."""
+    cdef Py_ssize_t B = g.shape[0], m = g.shape[1], n = g.shape[2]
+    if cnp.PyArray_TYPE(g) == cnp.NPY_DOUBLE:
+        with nogil:
+            _ada_update[double](<const double*>cnp.PyArray_DATA(g), <const double*>cnp.PyArray_DATA(rowv),
+                                <const double*>cnp.PyArray_DATA(colv), <const double*>cnp.PyArray_DATA(rmean),
+                                B, m, n, eps1sq, <double*>cnp.PyArray_DATA(out))
+    else:
+        with nogil:
+            _ada_update[float](<const float*>cnp.PyArray_DATA(g), <const float*>cnp.PyArray_DATA(rowv),
+                               <const float*>cnp.PyArray_DATA(colv), <const float*>cnp.PyArray_DATA(rmean),
+                               B, m, n, <float>eps1sq, <float*>cnp.PyArray_DATA(out))
+
+
+def axpy(list xs, list ys, double alpha):
+    """``x = fma(alpha, y, x)`` for all arrays (ATen's vectorised ``x.add_(y, alpha=alpha)``),
+    ``alpha`` rounded to each array's dtype."""
+    _run(xs, ys, OP_AXPY, alpha, 0.0, alpha, 0.0)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastoptim import _train_kernels
-from fastoptim._train_numerics import fma_add, norm2
+from fastoptim._train_numerics import norm2
 from fastoptim.optimizer import Optimizer, _load_array, _load_step, _to_float
 from fastoptim.parameter import _describe
 
@@ -99,24 +99,24 @@ def adafactor(params, grads, row_vars, col_vars, variances, state_steps, foreach
         if grad.ndim > 1:
             row_var, col_var = row_vars[i], col_vars[i]
             m, k = grad.shape[-2], grad.shape[-1]
-            rows = np.ascontiguousarray(grad).reshape(-1, k)
-            row_norm = _train_kernels.array_norms(list(rows), 2.0).astype(param.dtype)
-            row_mean = (row_norm * row_norm / dt(k)).reshape(row_var.shape)
-            col_norm = np.sqrt(np.add.reduce(grad * grad, axis=-2, keepdims=True))
-            col_mean = col_norm * col_norm / dt(m)
+            g3 = np.ascontiguousarray(grad).reshape(-1, m, k)
+            row_mean = np.empty(row_var.shape, param.dtype)
+            col_mean = np.empty(col_var.shape, param.dtype)
+            # (g*g).mean(-1) and (g*g).mean(-2) as torch computes them (norm, square, divide)
+            _train_kernels.adafactor_means(g3, row_mean, col_mean)
             _train_kernels.lerp([row_var, col_var], [row_mean, col_mean], one_minus_beta2_t,
                                 one_minus_beta2_t)
-            var_estimate = np.matmul(row_var, col_var)
-            var_estimate /= np.maximum(row_var.mean(axis=-2, keepdims=True), dt(eps1))
+            row_mean_mean = np.maximum(row_var.mean(axis=-2, keepdims=True), dt(eps1))
+            update = np.empty(g3.shape, param.dtype)
+            _train_kernels.adafactor_update(g3, row_var, col_var, row_mean_mean, eps1 * eps1, update)
         else:
             variance = variances[i]
             grad_squared = np.array(grad * grad, dtype=param.dtype, order="C")
             _train_kernels.lerp([variance], [grad_squared], one_minus_beta2_t, one_minus_beta2_t)
-            var_estimate = variance.copy()
-        update = dt(1) / np.sqrt(np.maximum(var_estimate, dt(eps1 * eps1)))
-        update *= grad
-        denom = max(1.0, norm2(np.ascontiguousarray(update)) / ((update.size ** 0.5) * d))
-        param[...] = fma_add(param, -alpha / denom, update)
+            update = dt(1) / np.sqrt(np.maximum(variance, dt(eps1 * eps1)))
+            update *= grad
+        denom = max(1.0, norm2(update) / ((update.size ** 0.5) * d))
+        _train_kernels.axpy([param.reshape(-1)], [update.reshape(-1)], -alpha / denom)
     state_steps[:] = new_steps
 
 
