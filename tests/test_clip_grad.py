@@ -34,13 +34,6 @@ def _ulps(a, b):
                         / np.spacing(np.maximum(np.abs(a), np.abs(b))).astype(np.float64)))
 
 
-@pytest.fixture
-def threads():
-    old = fo.get_num_threads()
-    yield
-    fo.set_num_threads(old)
-
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("norm_type", NORMS)
 def test_clip_grad_norm_matches_torch(dtype, norm_type):

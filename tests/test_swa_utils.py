@@ -81,13 +81,6 @@ def test_mixed_dtypes_and_dict_structure():
     assert list(avg.averaged) == ["w", "b"]
 
 
-@pytest.fixture
-def threads():
-    old = fo.get_num_threads()
-    yield
-    fo.set_num_threads(old)
-
-
 def test_identical_for_any_thread_count(threads):
     out = []
     for n in (1, 2):

@@ -197,13 +197,6 @@ def test_muon_within_twice_a_faithful_bfloat16_port(dtype, kw, monkeypatch):
     assert ours_dev <= 2 * port_dev
 
 
-@pytest.fixture
-def threads():
-    old = fo.get_num_threads()
-    yield
-    fo.set_num_threads(old)
-
-
 def test_identical_for_any_thread_count(threads):
     out = []
     for n in (1, 2):
