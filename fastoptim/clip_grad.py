@@ -45,6 +45,28 @@ def _as_list(parameters):
                         f"{type(parameters).__name__}") from None
 
 
+def _rounds(grads):
+    """Split ``grads`` into lists without repeated arrays, in order.
+
+    A gradient array shared by two parameters (tied weights) is scaled once per occurrence, as
+    torch's ``_foreach_mul_`` does, but never twice in one parallel pass (that would race).
+    """
+    rounds = []
+    counts = {}
+    for g in grads:
+        k = counts.get(id(g), 0)
+        counts[id(g)] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(g)
+    return rounds
+
+
+def _scale(grads, coef):
+    for part in _rounds(grads):
+        _train_kernels.scale(part, coef, coef)
+
+
 def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=None):
     r"""Norm of the norms of ``tensors``, as if they were concatenated into one vector.
 
@@ -141,8 +163,7 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
     max_norm = _check_real("max_norm", max_norm)
     if not grads:
         return
-    coef = _coefficient(max_norm, total_norm)
-    _train_kernels.scale(grads, coef, coef)
+    _scale(grads, _coefficient(max_norm, total_norm))
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
@@ -196,8 +217,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     grads = _train_kernels.grads_of(params)
     total = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
     if grads:
-        coef = _coefficient(max_norm, total)
-        _train_kernels.scale(grads, coef, coef)
+        _scale(grads, _coefficient(max_norm, total))
     return total
 
 
@@ -228,4 +248,5 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     _check_foreach(foreach)
     params, _ = _as_list(parameters)
     clip_value = _check_real("clip_value", clip_value)
-    _train_kernels.clamp(_train_kernels.grads_of(params), clip_value)
+    # clamping is idempotent: each array once
+    _train_kernels.clamp((_rounds(_train_kernels.grads_of(params)) or [[]])[0], clip_value)

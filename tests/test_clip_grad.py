@@ -182,3 +182,18 @@ def test_non_contiguous_grads():
     assert abs(total - expected_norm) <= 4 * np.spacing(expected_norm)
     assert abs(np.linalg.norm(base[:, ::2]) - 1.0) < 1e-6
     np.testing.assert_array_equal(base[:, 1::2], np.arange(24.0).reshape(4, 6)[:, 1::2])
+
+
+def test_shared_gradient_is_scaled_once_per_occurrence_like_torch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(9)
+    g = rng.standard_normal(50_000).astype(np.float32)
+    a, b = fo.Parameter(np.zeros(50_000, np.float32)), fo.Parameter(np.zeros(50_000, np.float32))
+    a.grad = b.grad = g.copy()                     # tied weights: one gradient array
+    ta, tb = (torch.zeros(50_000, requires_grad=True) for _ in range(2))
+    ta.grad = tb.grad = torch.from_numpy(g.copy())
+    assert fo.clip_grad_norm_([a, b], 0.5) == torch.nn.utils.clip_grad_norm_([ta, tb], 0.5).numpy()
+    np.testing.assert_array_equal(a.grad, ta.grad.numpy())
+    fo.clip_grad_value_([a, b], 1e-3)
+    torch.nn.utils.clip_grad_value_([ta, tb], 1e-3)
+    np.testing.assert_array_equal(a.grad, ta.grad.numpy())
