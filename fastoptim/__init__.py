@@ -8,9 +8,11 @@ from fastoptim._version import __version__
 from fastoptim._config import get_num_threads, set_num_threads, show_config
 from fastoptim import functional
 from fastoptim.parameter import Parameter
-from fastoptim.optim import Optimizer, SGD, Adam, AdamW
+from fastoptim.optim import Optimizer, SGD, Adam, AdamW, Adafactor, LBFGS, Muon
 from fastoptim import optimizer, interop
 from fastoptim import lr_scheduler
+from fastoptim import swa_utils
+from fastoptim.clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from fastoptim.checkpoint import save, load, CheckpointError, UnsafeCheckpointError, CorruptCheckpointError
 
 __all__ = [
@@ -24,12 +26,20 @@ __all__ = [
     "SGD",
     "Adam",
     "AdamW",
+    "Adafactor",
+    "LBFGS",
+    "Muon",
     "optimizer",
     "interop",
     "lr_scheduler",
+    "swa_utils",
     "save",
     "load",
     "CheckpointError",
     "UnsafeCheckpointError",
     "CorruptCheckpointError",
+    "clip_grad_norm_",
+    "clip_grad_value_",
+    "clip_grads_with_norm_",
+    "get_total_norm",
 ]

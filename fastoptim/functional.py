@@ -20,6 +20,8 @@ import numbers
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim.adafactor import adafactor  # noqa: E402,F401  (reductions: numpy/BLAS + compiled means)
+from fastoptim.optim.muon import muon  # noqa: E402,F401
 
 __all__ = ["sgd", "adam", "adamw", "rmsprop", "adagrad", "adadelta", "adamax", "rprop", "lion", "radam", "nadam", "asgd"]
 

@@ -22,3 +22,13 @@ def torch_backend():
     """The same backend for torch 2.13 (skips without torch)."""
     pytest.importorskip("torch")
     return make_lr_golden.torch_backend()
+
+
+@pytest.fixture
+def threads():
+    """Restores fastoptim's thread count after a test that changes it."""
+    import fastoptim as fo
+
+    old = fo.get_num_threads()
+    yield
+    fo.set_num_threads(old)

@@ -4,7 +4,8 @@
   the step template every elementwise optimizer uses);
 * :mod:`fastoptim.optim.registry`: the optimizer table, one entry per optimizer;
 * ``_validation``: the class layer's checks and conversions, each in one place;
-* one module per optimizer (``sgd``, ``adam``): its signature, docstring and torch's checks.
+* one module per optimizer (``sgd``, ``adam``, ...): its signature, docstring and torch's checks;
+  the reductions (``adafactor``, ``lbfgs``, ``muon``) implement their own ``step``.
 
 Import the classes from the top level (``fastoptim.SGD``); ``fastoptim.optimizer`` is the public
 home of the base class and the global hooks.
@@ -17,12 +18,18 @@ from fastoptim.optim.base import (
 )
 from fastoptim.optim.sgd import SGD
 from fastoptim.optim.adam import Adam, AdamW
+from fastoptim.optim.adafactor import Adafactor
+from fastoptim.optim.lbfgs import LBFGS
+from fastoptim.optim.muon import Muon
 
 __all__ = [
     "Optimizer",
     "SGD",
     "Adam",
     "AdamW",
+    "Adafactor",
+    "LBFGS",
+    "Muon",
     "register_optimizer_step_pre_hook",
     "register_optimizer_step_post_hook",
     "required",

@@ -1,0 +1,570 @@
+# Compiled loops of the training utilities: gradient norms and clipping (fastoptim.clip_grad) and
+# the EMA/SWA weight averaging (fastoptim.swa_utils). Included by ``_train_kernels_<variant>.pyx``,
+# compiled per instruction-set level with OpenMP like the optimizer kernels (setup.py;
+# fastoptim/_train_kernels.py loads one). -ffp-contract=off: the C compiler fuses nothing; ``fma``
+# is called exactly where torch's CPU kernels fuse (a hardware FMA in the v3/v4 variants).
+#
+# Determinism: every output element (a per-array norm, a scaled or averaged element) is computed by
+# exactly one thread from its own inputs, in an order that does not depend on the thread count, so
+# the results are identical for every ``fo.set_num_threads`` value.
+#
+# Norms follow torch 2.13's CPU reduction order for one contiguous array (measured bit for bit
+# against ``torch.linalg.vector_norm``, see tests/test_clip_grad.py):
+#   p = 2:     ATen's vectorised last-dim path: 8 float32 (4 float64) lane accumulators
+#              ``acc += x*x`` over whole vectors, a left-to-right sum of the lanes, then the tail
+#              elements one by one, ``sqrt``;
+#   p = 1, p:  ATen's scalar reduction: one accumulator, left to right (``acc + |x|**p``), then
+#              ``acc ** (1/p)``;
+#   inf, -inf: the largest / smallest ``|x|`` (NaN propagates);
+#   p = 0:     the number of non-zero elements.
+# Matching torch's order matters: a float32 sum over 1M elements is off by ~100 ulp from the exact
+# value, and any other order lands elsewhere in that range.
+
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.math cimport fma, fmaf, sqrt, sqrtf, pow, powf, fabs, fabsf, isnan, INFINITY
+from libc.stdlib cimport malloc, free
+cimport numpy as cnp
+
+import numpy as np
+
+from fastoptim._openmp cimport omp_get_max_threads
+
+cnp.import_array()
+
+# Work (elements) per thread under which another thread is not started; the same measured
+# threshold as the optimizer kernels (docs/threads.rst).
+cdef Py_ssize_t _MIN_PER_THREAD = 16384
+
+cdef enum:
+    NORM_TWO = 0
+    NORM_ONE = 1
+    NORM_INF = 2
+    NORM_NEG_INF = 3
+    NORM_ZERO = 4
+    NORM_P = 5
+
+
+cdef struct Seg:
+    char* data
+    const char* other     # lerp/swa: the current values
+    Py_ssize_t size
+    Py_ssize_t start      # first element of this array in the call's flattened work
+    int is_double
+
+
+cdef int _threads_for(Py_ssize_t work, Py_ssize_t max_useful) noexcept nogil:
+    cdef int nthreads = omp_get_max_threads()
+    cdef Py_ssize_t useful = work // _MIN_PER_THREAD
+    if useful > max_useful:
+        useful = max_useful
+    if useful < 1:
+        useful = 1
+    if nthreads > useful:
+        nthreads = <int>useful
+    return nthreads if nthreads > 0 else 1
+
+
+def norm_kind(double p):
+    """The reduction used for the order ``p`` (one of the NORM_* codes)."""
+    if p == 2.0:
+        return NORM_TWO
+    if p == 1.0:
+        return NORM_ONE
+    if p == INFINITY:
+        return NORM_INF
+    if p == -INFINITY:
+        return NORM_NEG_INF
+    if p == 0.0:
+        return NORM_ZERO
+    return NORM_P
+
+
+# --------------------------------------------------------------------------------------------------
+# one array's norm, torch's order
+# --------------------------------------------------------------------------------------------------
+
+cdef inline floating _fma(floating a, floating b, floating c) noexcept nogil:
+    if floating is float:
+        return fmaf(a, b, c)
+    else:
+        return fma(a, b, c)
+
+
+cdef inline floating _abs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+cdef inline floating _pow(floating x, floating y) noexcept nogil:
+    if floating is float:
+        return powf(x, y)
+    else:
+        return pow(x, y)
+
+
+cdef extern from *:
+    """
+    /* ATen's vectorised sum of squares: lane accumulators acc[j] += x*x over whole vectors (8
+       float32 or 4 float64 lanes: Vectorized<float>/<double> of its AVX2 build), then the lanes
+       summed left to right. Written with a GCC vector type so the accumulator stays in a register
+       (the same IEEE operations as the scalar lanes; no contraction: -ffp-contract=off). */
+    typedef float fastoptim_v8sf __attribute__((vector_size(32), aligned(4)));
+    typedef double fastoptim_v4df __attribute__((vector_size(32), aligned(8)));
+    static float fastoptim_sumsq_lanes_f(const float *x, Py_ssize_t m) {
+        fastoptim_v8sf acc = {0, 0, 0, 0, 0, 0, 0, 0}, v;
+        for (Py_ssize_t d = 0; d < m; d += 8) {
+            __builtin_memcpy(&v, x + d, sizeof v);
+            acc = acc + v * v;
+        }
+        float b = acc[0];
+        for (int j = 1; j < 8; j++) b = b + acc[j];
+        return b;
+    }
+    static double fastoptim_sumsq_lanes_d(const double *x, Py_ssize_t m) {
+        fastoptim_v4df acc = {0, 0, 0, 0}, v;
+        for (Py_ssize_t d = 0; d < m; d += 4) {
+            __builtin_memcpy(&v, x + d, sizeof v);
+            acc = acc + v * v;
+        }
+        double b = acc[0];
+        for (int j = 1; j < 4; j++) b = b + acc[j];
+        return b;
+    }
+    """
+    float fastoptim_sumsq_lanes_f(const float* x, Py_ssize_t m) noexcept nogil
+    double fastoptim_sumsq_lanes_d(const double* x, Py_ssize_t m) noexcept nogil
+
+
+cdef floating _norm_two(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t W = 8 if floating is float else 4
+    cdef Py_ssize_t d, m = n - n % W
+    cdef floating b
+    if floating is float:
+        b = fastoptim_sumsq_lanes_f(x, m)
+    else:
+        b = fastoptim_sumsq_lanes_d(x, m)
+    d = m
+    while d < n:                                  # the tail, one element at a time (fused)
+        b = _fma(x[d], x[d], b)
+        d += 1
+    if floating is float:
+        return sqrtf(b)
+    else:
+        return sqrt(b)
+
+
+cdef floating _norm_generic(const floating* x, Py_ssize_t n, int kind, floating p) noexcept nogil:
+    cdef Py_ssize_t i
+    cdef floating acc = 0, a
+    if kind == NORM_TWO:
+        return _norm_two(x, n)
+    if kind == NORM_ONE:
+        for i in range(n):
+            acc = acc + _abs(x[i])
+        return acc
+    if kind == NORM_INF or kind == NORM_NEG_INF:
+        if n == 0:
+            return 0
+        acc = _abs(x[0])
+        for i in range(1, n):
+            a = _abs(x[i])
+            if isnan(a) or isnan(acc):
+                acc = a + acc
+            elif kind == NORM_INF:
+                acc = a if a > acc else acc
+            else:
+                acc = a if a < acc else acc
+        return acc
+    if kind == NORM_ZERO:
+        for i in range(n):
+            acc = acc + (<floating>1 if x[i] != 0 else <floating>0)
+        return acc
+    for i in range(n):
+        acc = acc + _pow(_abs(x[i]), p)
+    return _pow(acc, (<floating>1) / p)
+
+
+# --------------------------------------------------------------------------------------------------
+# entry points
+# --------------------------------------------------------------------------------------------------
+
+cdef cnp.ndarray _as_float_array(object obj, str name, Py_ssize_t i):
+    if not isinstance(obj, cnp.ndarray):
+        raise TypeError(f"{name}[{i}] must be a NumPy array, got {type(obj).__name__}")
+    cdef cnp.ndarray a = <cnp.ndarray>obj
+    cdef int t = cnp.PyArray_TYPE(a)
+    if (t != cnp.NPY_FLOAT and t != cnp.NPY_DOUBLE) or cnp.PyArray_ISBYTESWAPPED(a):
+        raise TypeError(
+            f"{name}[{i}] has dtype {a.dtype}; only float32 and float64 arrays (native byte order) "
+            f"are supported: convert it with .astype(np.float32) or .astype(np.float64)")
+    return a
+
+
+def array_norms(list arrays, double p):
+    """Per-array ``p``-norms of ``arrays`` (float32/float64, any layout), one compiled pass.
+
+    Returns a float64 array; entry ``i`` is the norm of ``arrays[i]`` computed and rounded in that
+    array's dtype (a float32 norm is exactly representable in float64). Arrays are spread over the
+    threads whole, so each norm is computed by one thread in torch's order.
+    """
+    cdef Py_ssize_t n = len(arrays), i, total = 0
+    cdef int kind = norm_kind(p), nt
+    cdef cnp.ndarray a
+    cdef list keep = []
+    cdef cnp.ndarray out = np.empty(n, np.float64)
+    cdef double* o = <double*>cnp.PyArray_DATA(out)
+    cdef Seg* segs = <Seg*>malloc((n if n > 0 else 1) * sizeof(Seg))
+    if segs == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            a = _as_float_array(arrays[i], "arrays", i)
+            if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
+                a = np.ascontiguousarray(a)
+                keep.append(a)
+            if cnp.PyArray_SIZE(a) == 0 and (kind == NORM_INF or kind == NORM_NEG_INF):
+                raise RuntimeError(
+                    f"linalg.vector_norm cannot compute the {p} norm on an empty tensor because "
+                    f"the operation does not have an identity")
+            segs[i].data = <char*>cnp.PyArray_DATA(a)
+            segs[i].size = cnp.PyArray_SIZE(a)
+            segs[i].is_double = cnp.PyArray_TYPE(a) == cnp.NPY_DOUBLE
+            total += segs[i].size
+        nt = _threads_for(total, n)
+        with nogil:
+            if nt <= 1:
+                for i in range(n):
+                    o[i] = _one_norm(&segs[i], kind, p)
+            else:
+                for i in prange(n, schedule="dynamic", num_threads=nt):
+                    o[i] = _one_norm(&segs[i], kind, p)
+    finally:
+        free(segs)
+    return out
+
+
+cdef double _one_norm(const Seg* s, int kind, double p) noexcept nogil:
+    if s.is_double:
+        return _norm_generic[double](<const double*>s.data, s.size, kind, p)
+    return _norm_generic[float](<const float*>s.data, s.size, kind, <float>p)
+
+
+def vector_norm(cnp.ndarray v, double p):
+    """The ``p``-norm of a 1-d contiguous float32/float64 array in torch's order, as a Python float
+    (holding the value rounded to ``v``'s dtype)."""
+    cdef Seg s
+    v = _as_float_array(v, "v", 0)
+    v = np.ascontiguousarray(v)
+    s.data = <char*>cnp.PyArray_DATA(v)
+    s.size = cnp.PyArray_SIZE(v)
+    s.is_double = cnp.PyArray_TYPE(v) == cnp.NPY_DOUBLE
+    return _one_norm(&s, norm_kind(p), p)
+
+
+# --------------------------------------------------------------------------------------------------
+# elementwise passes over all arrays: scaling, clamping, averaging
+# --------------------------------------------------------------------------------------------------
+
+cdef enum:
+    OP_MUL = 0        # x *= a
+    OP_CLAMP = 1      # x = min(max(x, -a), a), NaN-propagating like torch.clamp_min_/clamp_max_
+    OP_LERP = 2       # x = lerp(x, other, w), ATen's two-sided lerp (a = w, b = w - 1)
+    OP_MEAN = 3       # x = x + (other - x) / a (torch's get_swa_avg_fn with a = n_averaged + 1)
+    OP_AXPY = 4       # x = fma(a, other, x) (ATen's vectorised add_ with alpha)
+
+
+cdef inline floating _clamp_min(floating x, floating lo) noexcept nogil:
+    if isnan(x) or isnan(lo):
+        return x + lo
+    return x if x > lo else lo
+
+
+cdef inline floating _clamp_max(floating x, floating hi) noexcept nogil:
+    if isnan(x) or isnan(hi):
+        return x + hi
+    return x if x < hi else hi
+
+
+cdef void _elementwise(floating* x, const floating* y, Py_ssize_t n, int op, floating a,
+                       floating b) noexcept nogil:
+    cdef Py_ssize_t i
+    if op == OP_MUL:
+        for i in range(n):
+            x[i] = x[i] * a
+    elif op == OP_CLAMP:
+        for i in range(n):
+            x[i] = _clamp_max(_clamp_min(x[i], -a), a)
+    elif op == OP_MEAN:
+        for i in range(n):
+            x[i] = x[i] + (y[i] - x[i]) / a
+    elif op == OP_AXPY:
+        for i in range(n):
+            x[i] = _fma(a, y[i], x[i])
+    elif fabs(<double>a) < 0.5:
+        for i in range(n):
+            x[i] = _fma(a, y[i] - x[i], x[i])         # self + w * (end - self)
+    else:
+        for i in range(n):
+            x[i] = _fma(b, y[i] - x[i], y[i])         # end - (end - self) * (1 - w)
+
+
+cdef inline Py_ssize_t _bound(Py_ssize_t total, int t, int nthreads) noexcept nogil:
+    cdef Py_ssize_t q
+    if t >= nthreads:
+        return total
+    q = <Py_ssize_t>((<double>total * t) / nthreads)
+    return q - q % 16
+
+
+cdef void _share(const Seg* segs, Py_ssize_t nseg, Py_ssize_t lo, Py_ssize_t hi, int op,
+                 double a32, double b32, double a64, double b64) noexcept nogil:
+    cdef Py_ssize_t k = 0, s, e
+    while k < nseg and segs[k].start + segs[k].size <= lo:
+        k += 1
+    while k < nseg and segs[k].start < hi:
+        s = lo - segs[k].start if lo > segs[k].start else 0
+        e = hi - segs[k].start if hi < segs[k].start + segs[k].size else segs[k].size
+        if e > s:
+            if segs[k].is_double:
+                _elementwise[double]((<double*>segs[k].data) + s,
+                                     (<const double*>segs[k].other) + s if segs[k].other != NULL else NULL,
+                                     e - s, op, a64, b64)
+            else:
+                _elementwise[float]((<float*>segs[k].data) + s,
+                                    (<const float*>segs[k].other) + s if segs[k].other != NULL else NULL,
+                                    e - s, op, <float>a32, <float>b32)
+        k += 1
+
+
+cdef cnp.ndarray _writable(object obj, str name, Py_ssize_t i):
+    cdef cnp.ndarray a = _as_float_array(obj, name, i)
+    if not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{name}[{i}] is read-only and cannot be updated in place; pass a "
+                         f"writeable array (for example a.copy())")
+    return a
+
+
+cdef inline bint _is_plain(cnp.ndarray a) noexcept:
+    return cnp.PyArray_IS_C_CONTIGUOUS(a) and cnp.PyArray_ISALIGNED(a)
+
+
+cdef _numpy_fallback(cnp.ndarray x, object y, int op, double a32, double b32, double a64,
+                     double b64):
+    """The same element operation for an array the compiled pass cannot address (non-contiguous
+    or unaligned): through a contiguous copy, written back."""
+    cdef cnp.ndarray tmp = np.ascontiguousarray(x)
+    cdef list others = None if y is None else [np.ascontiguousarray(y)]
+    _run([tmp], others, op, a32, b32, a64, b64)
+    x[...] = tmp
+
+
+cdef _run(list arrays, list others, int op, double a32, double b32, double a64, double b64):
+    """Validate every array (nothing is modified on error), then one compiled pass over all."""
+    cdef Py_ssize_t n = len(arrays), i, total = 0, j
+    cdef cnp.ndarray x, y
+    cdef list keep = []
+    cdef list strided = []
+    cdef int nt, t
+    if others is not None and len(others) != n:
+        raise ValueError(f"got {n} arrays to update but {len(others)} current arrays; pass one "
+                         f"per averaged array")
+    cdef Seg* segs = <Seg*>malloc((n if n > 0 else 1) * sizeof(Seg))
+    if segs == NULL:
+        raise MemoryError()
+    try:
+        j = 0
+        for i in range(n):
+            x = _writable(arrays[i], "arrays", i)
+            y = None
+            if others is not None:
+                y = _as_float_array(others[i], "current", i)
+                if cnp.PyArray_TYPE(y) != cnp.PyArray_TYPE(x) or (<object>y).shape != (<object>x).shape:
+                    raise ValueError(
+                        f"current[{i}] has dtype {y.dtype} and shape {(<object>y).shape} but the "
+                        f"averaged array has dtype {x.dtype} and shape {(<object>x).shape}; they "
+                        f"must match")
+                if not _is_plain(y):
+                    y = np.ascontiguousarray(y)
+                    keep.append(y)
+            if not _is_plain(x):
+                strided.append((x, y))
+                continue
+            segs[j].data = <char*>cnp.PyArray_DATA(x)
+            segs[j].other = <const char*>cnp.PyArray_DATA(y) if y is not None else NULL
+            segs[j].size = cnp.PyArray_SIZE(x)
+            segs[j].is_double = cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE
+            if segs[j].size == 0:
+                continue
+            segs[j].start = total
+            total += segs[j].size
+            j += 1
+        nt = _threads_for(total, total)
+        with nogil:
+            if nt <= 1:
+                _share(segs, j, 0, total, op, a32, b32, a64, b64)
+            else:
+                for t in prange(nt, schedule="static", num_threads=nt):
+                    _share(segs, j, _bound(total, t, nt), _bound(total, t + 1, nt), op,
+                           a32, b32, a64, b64)
+    finally:
+        free(segs)
+    for x, y in strided:
+        _numpy_fallback(x, y, op, a32, b32, a64, b64)
+
+
+def grads_of(list params):
+    """The ``.grad`` of every parameter that has one (torch's ``[p.grad for p in params if
+    p.grad is not None]``), with a clear error for objects without ``.grad``."""
+    cdef list out = []
+    cdef Py_ssize_t i
+    cdef object g
+    for i in range(len(params)):
+        try:
+            g = params[i].grad
+        except AttributeError:
+            raise TypeError(
+                f"parameters[{i}] is a {type(params[i]).__name__}, which has no .grad; pass "
+                f"fastoptim.Parameter objects (use get_total_norm for plain arrays)") from None
+        if g is not None:
+            out.append(g)
+    return out
+
+
+def total_norm(list arrays, double p):
+    """torch's ``vector_norm(stack([vector_norm(a, p) for a in arrays]), p)``: per-array norms in
+    one compiled pass, then the norm of the norms. Returns ``(value, is_float64)``.
+
+    torch groups the arrays by dtype and stacks the groups' norms promoted to the widest dtype; its
+    grouping (a C++ hash map) yields the groups in reverse order of first appearance (measured; the
+    order matters for p-norms summed left to right).
+    """
+    cdef cnp.ndarray norms = array_norms(arrays, p)
+    cdef Py_ssize_t n = len(arrays), i
+    cdef int first = -1, t
+    cdef bint mixed = False
+    for i in range(n):
+        t = cnp.PyArray_TYPE(<cnp.ndarray>arrays[i])
+        if first < 0:
+            first = t
+        elif t != first:
+            mixed = True
+    if not mixed:
+        if first == cnp.NPY_DOUBLE:
+            return vector_norm(norms, p), True
+        return vector_norm(norms.astype(np.float32), p), False
+    order = [i for i in range(n) if cnp.PyArray_TYPE(<cnp.ndarray>arrays[i]) != first]
+    order += [i for i in range(n) if cnp.PyArray_TYPE(<cnp.ndarray>arrays[i]) == first]
+    return vector_norm(norms[order], p), True
+
+
+def scale(list arrays, double coef32, double coef64):
+    """``x *= coef`` for every array, float32 arrays by ``float32(coef32)``, float64 by ``coef64``."""
+    _run(arrays, None, OP_MUL, coef32, 0.0, coef64, 0.0)
+
+
+def clamp(list arrays, double clip_value):
+    """``x = clamp(x, -clip_value, clip_value)`` (in each array's dtype; NaN propagates)."""
+    _run(arrays, None, OP_CLAMP, clip_value, 0.0, clip_value, 0.0)
+
+
+def lerp(list averaged, list current, double weight32, double weight64):
+    """``averaged[i] = lerp(averaged[i], current[i], w)`` for all arrays (torch's ``_foreach_lerp_``
+    on CPU), ``w`` = ``float32(weight32)`` for float32 arrays and ``weight64`` for float64."""
+    cdef float w32 = <float>weight32
+    _run(averaged, current, OP_LERP, w32, w32 - <float>1, weight64, weight64 - 1.0)
+
+
+def running_mean(list averaged, list current, double count):
+    """``averaged[i] += (current[i] - averaged[i]) / count`` for all arrays, ``count`` rounded to
+    each array's dtype (torch's ``get_swa_avg_fn`` with its int64 counter)."""
+    _run(averaged, current, OP_MEAN, count, 0.0, count, 0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Adafactor's factored second moment (fastoptim/adafactor.py): torch's single-tensor op order
+# --------------------------------------------------------------------------------------------------
+
+cdef void _ada_means(const floating* g, Py_ssize_t B, Py_ssize_t m, Py_ssize_t n,
+                     floating* rowm, floating* colm, floating* colacc) noexcept nogil:
+    """row_mean = norm(g, dim=-1)**2 / n and col_mean = norm(g, dim=-2)**2 / m per batch entry."""
+    cdef Py_ssize_t b, i, j
+    cdef const floating* row
+    cdef floating r, x
+    for b in range(B):
+        for j in range(n):
+            colacc[j] = 0
+        for i in range(m):
+            row = g + (b * m + i) * n
+            r = _norm_two(row, n)
+            rowm[b * m + i] = (r * r) / (<floating>n)
+            for j in range(n):
+                x = row[j]
+                colacc[j] = colacc[j] + x * x
+        for j in range(n):
+            if floating is float:
+                r = sqrtf(colacc[j])
+            else:
+                r = sqrt(colacc[j])
+            colm[b * n + j] = (r * r) / (<floating>m)
+
+
+cdef void _ada_update(const floating* g, const floating* rowv, const floating* colv,
+                      const floating* rmean, Py_ssize_t B, Py_ssize_t m, Py_ssize_t n,
+                      floating eps1sq, floating* u) noexcept nogil:
+    """u = g * rsqrt(clamp((row_var @ col_var) / rmean, min=eps1**2)), elementwise."""
+    cdef Py_ssize_t b, i, j, k
+    cdef floating v, rv, den
+    for b in range(B):
+        den = rmean[b]
+        for i in range(m):
+            rv = rowv[b * m + i]
+            k = (b * m + i) * n
+            for j in range(n):
+                v = (rv * colv[b * n + j]) / den
+                if v < eps1sq:                      # clamp_(min=...): NaN stays NaN
+                    v = eps1sq
+                if floating is float:
+                    u[k + j] = ((<floating>1) / sqrtf(v)) * g[k + j]
+                else:
+                    u[k + j] = ((<floating>1) / sqrt(v)) * g[k + j]
+
+
+def adafactor_means(cnp.ndarray g, cnp.ndarray rowm, cnp.ndarray colm):
+    """Fill ``rowm`` (B, m) and ``colm`` (B, n) from the contiguous gradient ``g`` (B, m, n)."""
+    cdef Py_ssize_t B = g.shape[0], m = g.shape[1], n = g.shape[2]
+    cdef cnp.ndarray acc = np.empty(n if n > 0 else 1, g.dtype)
+    if cnp.PyArray_TYPE(g) == cnp.NPY_DOUBLE:
+        with nogil:
+            _ada_means[double](<const double*>cnp.PyArray_DATA(g), B, m, n,
+                               <double*>cnp.PyArray_DATA(rowm), <double*>cnp.PyArray_DATA(colm),
+                               <double*>cnp.PyArray_DATA(acc))
+    else:
+        with nogil:
+            _ada_means[float](<const float*>cnp.PyArray_DATA(g), B, m, n,
+                              <float*>cnp.PyArray_DATA(rowm), <float*>cnp.PyArray_DATA(colm),
+                              <float*>cnp.PyArray_DATA(acc))
+
+
+def adafactor_update(cnp.ndarray g, cnp.ndarray rowv, cnp.ndarray colv, cnp.ndarray rmean,
+                     double eps1sq, cnp.ndarray out):
+    """``out`` (B, m, n) = Adafactor's normalised update of the contiguous gradient ``g``."""
+    cdef Py_ssize_t B = g.shape[0], m = g.shape[1], n = g.shape[2]
+    if cnp.PyArray_TYPE(g) == cnp.NPY_DOUBLE:
+        with nogil:
+            _ada_update[double](<const double*>cnp.PyArray_DATA(g), <const double*>cnp.PyArray_DATA(rowv),
+                                <const double*>cnp.PyArray_DATA(colv), <const double*>cnp.PyArray_DATA(rmean),
+                                B, m, n, eps1sq, <double*>cnp.PyArray_DATA(out))
+    else:
+        with nogil:
+            _ada_update[float](<const float*>cnp.PyArray_DATA(g), <const float*>cnp.PyArray_DATA(rowv),
+                               <const float*>cnp.PyArray_DATA(colv), <const float*>cnp.PyArray_DATA(rmean),
+                               B, m, n, <float>eps1sq, <float*>cnp.PyArray_DATA(out))
+
+
+def axpy(list xs, list ys, double alpha):
+    """``x = fma(alpha, y, x)`` for all arrays (ATen's vectorised ``x.add_(y, alpha=alpha)``),
+    ``alpha`` rounded to each array's dtype."""
+    _run(xs, ys, OP_AXPY, alpha, 0.0, alpha, 0.0)
