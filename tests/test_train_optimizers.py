@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastoptim as fo
-from fastoptim import muon as muon_module
+from fastoptim.optim import muon as muon_module
 
 try:
     import ml_dtypes  # noqa: F401
@@ -261,8 +261,8 @@ def test_checkpoint_resume_is_bitwise(make, tmp_path):
 
 
 def test_functional_forms_are_exported():
-    assert fo.functional.adafactor is fo.adafactor.adafactor
-    assert fo.functional.muon is fo.muon.muon
+    assert fo.functional.adafactor is fo.optim.adafactor.adafactor
+    assert fo.functional.muon is fo.optim.muon.muon
     p = np.ones((3, 2), np.float32)
     buf = np.zeros_like(p)
     with pytest.raises(RuntimeError, match="Foreach is not supported for Muon yet"):
