@@ -13,7 +13,7 @@ from fastoptim.sgd import SGD
 from fastoptim.adam import Adam, AdamW
 from fastoptim import optimizer, interop
 from fastoptim import lr_scheduler
-from fastoptim.checkpoint import save, load, CheckpointError, UnsafeCheckpointError, CorruptCheckpointError
+from fastoptim.io import save, load, CheckpointError, UnsafeCheckpointError, CorruptCheckpointError
 
 __all__ = [
     "__version__",
