@@ -456,6 +456,7 @@ class _Archive:
         self._size = size
         self._budget = budget  # bytes this file may still make the reader allocate
         self._fd = _real_fd(file)
+        self._pool = None
         self.entries = {}
         self.prefix = None
         self._parse()
@@ -623,7 +624,7 @@ class _Archive:
     def _read_into(self, view, offset):
         """Fill ``view`` from ``offset``; return its CRC-32. A real file is read in parallel
         pieces (``os.preadv`` and ``zlib.crc32`` release the GIL), each summed where it landed."""
-        if len(view) <= _READ_PIECE or self._fd is None:
+        if len(view) <= _PARALLEL_PIECE or self._fd is None:
             self._file.seek(self._start + offset)
             crc = 0
             for begin in range(0, len(view), _READ_PIECE):
@@ -633,7 +634,7 @@ class _Archive:
             return crc
 
         def work(begin):
-            piece = view[begin:begin + _READ_PIECE]
+            piece = view[begin:begin + _PARALLEL_PIECE]
             filled = 0
             while filled < len(piece):
                 count = os.preadv(self._fd, [piece[filled:]], self._start + offset + begin + filled)
@@ -643,13 +644,19 @@ class _Archive:
                 filled += count
             return zlib.crc32(piece)
 
-        starts = range(0, len(view), _READ_PIECE)
-        with concurrent.futures.ThreadPoolExecutor(_crc_workers()) as pool:
-            crcs = list(pool.map(work, starts))
+        starts = range(0, len(view), _PARALLEL_PIECE)
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(_crc_workers())
+        crcs = list(self._pool.map(work, starts))
         crc = crcs[0]
         for begin, piece_crc in zip(starts[1:], crcs[1:]):
-            crc = crc32_combine(crc, piece_crc, min(_READ_PIECE, len(view) - begin))
+            crc = crc32_combine(crc, piece_crc, min(_PARALLEL_PIECE, len(view) - begin))
         return crc
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _verify(self, entry, crc):
         if crc != entry.crc:
@@ -739,6 +746,13 @@ def _load(file, start, size):
     # What a file may make the reader allocate: its own size, plus its size again for
     # bfloat16 storages upcast to float32, plus a little for small records.
     archive = _Archive(file, start, size, budget=2 * size + (1 << 20))
+    try:
+        return _load_archive(archive)
+    finally:
+        archive.close()
+
+
+def _load_archive(archive):
     if "data.pkl" not in archive.entries:
         raise MalformedContent(f"{_LEGACY_HINT} without data.pkl: not a torch.save file")
     byteorder = "little"
@@ -918,6 +932,10 @@ class _BytesSink(_encoder._Sink):
 # Sizes and offsets from this value on need ZIP64 records (a module constant so that tests can
 # lower it and exercise the ZIP64 path with small files).
 _ZIP64_LIMIT = 0xFFFFFFFF
+
+# A storage larger than this is read in pieces of this size by a thread pool (page faults,
+# copies and CRC-32s in parallel; os.preadv and zlib.crc32 release the GIL).
+_PARALLEL_PIECE = 8 << 20
 
 
 class _ZipWriter:
