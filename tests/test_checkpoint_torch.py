@@ -2,13 +2,11 @@
 round trips against live torch, resumed optimizer runs, ZIP64, and hostile torch files."""
 import io
 import os
-import pickle
 import struct
 import subprocess
 import sys
 import textwrap
 import zipfile
-import zlib
 
 import numpy as np
 import pytest

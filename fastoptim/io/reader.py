@@ -347,8 +347,9 @@ def _interpret(reader, label, length, stored_crc):
         return result
     if isinstance(problem, UnsafeContent):
         raise UnsafeCheckpointError(
-            f"{label}: {problem}. fastoptim.load(weights_only=True) refuses it without running "
-            "anything; if you trust the file's source, load it with weights_only=False",
+            f"{label}: {problem}. fastoptim.load(weights_only=True) refused it without importing "
+            "or running anything it names; weights_only=False, which runs what the file names, "
+            "is only for checkpoints you wrote yourself",
             label,
         ) from None
     if isinstance(problem, MemoryError):

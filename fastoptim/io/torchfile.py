@@ -34,7 +34,6 @@ import io
 import math
 import os
 import struct
-import sys
 import zlib
 
 import numpy as np
@@ -42,9 +41,9 @@ import numpy as np
 from fastoptim.io import encoder as _encoder
 from fastoptim.io.errors import CorruptCheckpointError, UnsafeCheckpointError
 from fastoptim.io.format import _READ_PIECE, _crc_workers, crc32_combine
-from fastoptim.io.interop import step_count, steps_as_arrays, steps_as_ints
+from fastoptim.io.interop import steps_as_arrays, steps_as_ints
 from fastoptim.io.unpickler import (
-    ALLOWED_GLOBALS, MalformedContent, SafeUnpickler, UnsafeContent, _ArgTuple, _GlobalRef,
+    ALLOWED_GLOBALS, MalformedContent, SafeUnpickler, UnsafeContent, _GlobalRef,
     _Marker, _describe, _items,
 )
 
