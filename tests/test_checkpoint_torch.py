@@ -477,3 +477,35 @@ def test_zip_from_a_stream_is_refused_at_once():
     with os.fdopen(read_fd, "rb") as stream:
         with pytest.raises(fo.CorruptCheckpointError, match="seek"):
             fo.load(stream)
+
+
+def test_torch_format_save_is_atomic(tmp_path, monkeypatch):
+    from fastoptim.io import encoder
+
+    path = tmp_path / "model.pt"
+    fo.save({"w": np.zeros(3)}, path, format="torch")
+    before = path.read_bytes()
+    original = encoder._write_all
+    written = [0]
+
+    def failing(file, view):
+        written[0] += len(view)
+        if written[0] > 5000:
+            raise OSError(28, "No space left on device")
+        original(file, view)
+
+    monkeypatch.setattr(encoder, "_write_all", failing)
+    with pytest.raises(OSError, match="No space left") as info:
+        fo.save({"w": np.ones(100_000)}, path, format="torch")
+    assert str(path) in str(info.value)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.pt"]
+    fo.save({"w": np.ones(100_000)}, path, format="torch")
+    assert torch.load(path, weights_only=True)["w"].sum().item() == 100_000
+
+
+def test_torch_format_save_into_a_file_object(tmp_path):
+    buffer = io.BytesIO()
+    fo.save({"w": np.arange(3.0)}, buffer, format="torch")
+    buffer.seek(0)
+    assert torch.load(buffer, weights_only=True)["w"].tolist() == [0.0, 1.0, 2.0]

@@ -11,13 +11,12 @@ socket or anything else is refused.
 """
 
 import errno
-import fcntl
 import io
 import os
 import secrets
 import stat
 
-__all__ = ["write_path"]
+__all__ = ["write_path", "open_without_blocking"]
 
 _TEMP_MARKER = ".fastoptim-tmp-"
 
@@ -154,11 +153,10 @@ def _write_special(target, path, info, write):
             "regular file instead",
             path,
         )
-    # O_NONBLOCK: opening a FIFO for writing with no reader would block forever; it fails with
-    # ENXIO instead, and the flag is cleared again for the writes.
-    flags = os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    # Opening a FIFO for writing with no reader would block forever; without blocking it fails
+    # with ENXIO instead.
     try:
-        fd = os.open(target, flags)
+        fd = open_without_blocking(target, os.O_WRONLY)
     except OSError as exc:
         if exc.errno == errno.ENXIO and stat.S_ISFIFO(info.st_mode):
             raise OSError(
@@ -170,7 +168,6 @@ def _write_special(target, path, info, write):
         _raise_os_error(exc, path, f"opening {kind} for writing")
     doing = f"writing to {kind}"
     try:
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         file = io.FileIO(fd, "wb", closefd=True)
     except BaseException:
         os.close(fd)
@@ -180,3 +177,17 @@ def _write_special(target, path, info, write):
             write(file)
     except OSError as exc:
         _raise_os_error(exc, path, doing)
+
+
+def open_without_blocking(path, flags):
+    """``os.open`` with O_NONBLOCK, so that a FIFO or terminal never blocks the open itself; the
+    descriptor is returned in blocking mode, for ordinary reads and writes."""
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
+    fd = os.open(path, flags)
+    if hasattr(os, "set_blocking"):
+        try:
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd

@@ -19,7 +19,6 @@ endless or oversized stream fails as soon as its bytes stop making sense.
 """
 
 import errno
-import fcntl
 import io
 import os
 import pickle
@@ -29,6 +28,7 @@ import zlib
 
 import numpy as np
 
+from fastoptim.io.atomic import open_without_blocking
 from fastoptim.io.errors import CorruptCheckpointError, UnsafeCheckpointError
 from fastoptim.io.format import (
     _IO_CHUNK, _READ_BLOCK, _READ_PIECE, _Crc32, _CHECKSUM_CRC32, FOOTER_SIZE, FORMAT_VERSION,
@@ -456,15 +456,13 @@ def _classify_pickle(reader, label, size, allow_plain_pickle,
 
 def open_source(path):
     """Open ``path`` for reading without blocking (a FIFO without a writer, a terminal)."""
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
-    fd = os.open(path, flags)
+    # Reads block again (a FIFO's writer may be slow); a FIFO that no process writes reads as
+    # empty, which is reported as such.
+    fd = open_without_blocking(path, os.O_RDONLY)
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
-        # Reads block again (a FIFO's writer may be slow); a FIFO that no process writes reads as
-        # empty, which is reported as such.
-        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
         # Unbuffered: the readers do their own buffering and read arrays straight into place.
         return io.FileIO(fd, "rb", closefd=True)
     except BaseException:
