@@ -509,3 +509,10 @@ def test_torch_format_save_into_a_file_object(tmp_path):
     fo.save({"w": np.arange(3.0)}, buffer, format="torch")
     buffer.seek(0)
     assert torch.load(buffer, weights_only=True)["w"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_other_zip_files_are_named():
+    buffer = io.BytesIO()
+    np.savez(buffer, w=np.ones(3))
+    assert_refused(buffer.getvalue(), fo.CorruptCheckpointError, "not one written by torch.save")
+    assert_refused(make_zip([("archive/other", b"x")]), fo.CorruptCheckpointError, "data.pkl")

@@ -563,6 +563,11 @@ class _Archive:
                 "refused rather than expanded"
             )
         parts = name.split("/")
+        if len(parts) < 2 and self.prefix is None and ".." not in name and "\\" not in name:
+            raise MalformedContent(
+                f"entry {name!r} is not inside a directory: a zip archive, but not one written by "
+                "torch.save (which puts every entry under one directory; an .npz file?)"
+            )
         if (len(parts) < 2 or "\\" in name or "\0" in name or any(
             part in ("", ".", "..") for part in parts
         )):
