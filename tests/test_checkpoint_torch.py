@@ -516,3 +516,8 @@ def test_other_zip_files_are_named():
     np.savez(buffer, w=np.ones(3))
     assert_refused(buffer.getvalue(), fo.CorruptCheckpointError, "not one written by torch.save")
     assert_refused(make_zip([("archive/other", b"x")]), fo.CorruptCheckpointError, "data.pkl")
+
+
+def test_unknown_format_version_record():
+    newer = rewrite(SMALL, transform=lambda n, b: b"99\n" if n.endswith("/version") else b)
+    assert_refused(newer, fo.CorruptCheckpointError, "versions 1 to 10")

@@ -722,6 +722,9 @@ def _real_fd(file):
 # --------------------------------------------------------------------------------------------
 
 _LEGACY_HINT = "torch.save's zip archive"
+# The versions of the zip layout (the "version" record; torch 2.x writes 3) that torch's own
+# reader accepts (caffe2/serialize/versions.h: kMaxSupportedFileFormatVersion).
+_MAX_FORMAT_VERSION = 10
 
 
 def load(file, label, start, size):
@@ -765,6 +768,14 @@ def _load_archive(archive):
         if raw not in (b"little", b"big"):
             raise MalformedContent(f"the byteorder record is {raw[:20]!r}, not little or big")
         byteorder = raw.decode()
+    for key in ("version", ".data/version"):
+        if key in archive.entries:
+            raw = archive.read_small(key).strip()
+            if not raw.isdigit() or not 1 <= int(raw) <= _MAX_FORMAT_VERSION:
+                raise MalformedContent(
+                    f"the {key} record is {raw[:20]!r}; this reader knows torch's zip format "
+                    f"versions 1 to {_MAX_FORMAT_VERSION}"
+                )
     data = archive.read_small("data.pkl")
     reader = _Reader(archive, byteorder)
     problem = None
