@@ -521,3 +521,24 @@ def test_other_zip_files_are_named():
 def test_unknown_format_version_record():
     newer = rewrite(SMALL, transform=lambda n, b: b"99\n" if n.endswith("/version") else b)
     assert_refused(newer, fo.CorruptCheckpointError, "versions 1 to 10")
+
+
+def test_peak_memory_of_loading_is_the_data_itself(tmp_path):
+    # Each storage is read once, straight into the buffer that is returned: no second copy.
+    path = tmp_path / "big.pt"
+    data = {f"w{i}": torch.full((5_000_000,), float(i)) for i in range(4)}  # 80 MB
+    data["view"] = data["w1"][::2]
+    torch.save(data, path)
+    nbytes = 4 * 5_000_000 * 4
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+        import resource, fastoptim as fo, sys
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        loaded = fo.load({str(path)!r})
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert "torch" not in sys.modules
+        assert float(loaded["w3"][-1]) == 3.0 and float(loaded["view"][1]) == 1.0
+        print((after - before) * 1024)
+    """)], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    extra = int(result.stdout.split()[-1])
+    assert extra <= 1.1 * nbytes, (extra, nbytes)
