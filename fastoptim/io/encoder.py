@@ -219,9 +219,9 @@ class _Encoder:
     """Write ``obj`` as protocol 5 pickle opcodes to a sink.
 
     Run once with a :class:`_CountingSink` to validate and measure (nothing is written when an
-    object cannot be stored), then with the real sink. The traversal is iterative, so nesting depth is limited only
-    by memory: each container is a generator on an explicit stack that writes its own opcodes and
-    yields ``(step, child)`` for the children.
+    object cannot be stored), then with the real sink. The traversal is iterative, so nesting
+    depth is limited only by memory: each container is a generator on an explicit stack that
+    writes its own opcodes and yields ``(step, child)`` for the children.
     """
 
     def __init__(self, sink):

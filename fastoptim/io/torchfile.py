@@ -482,7 +482,7 @@ class _Archive:
             )
         self._budget -= nbytes
 
-    # ---- the directory -----------------------------------------------------------------------------
+    # ---- the directory ------------------------------------------------------------------------
 
     def _parse(self):
         tail_size = min(self._size, _EOCD.size + _MAX_COMMENT)
@@ -609,7 +609,7 @@ class _Archive:
     def entry(self, key):
         return self.entries.get(key)
 
-    # ---- entry data ----------------------------------------------------------------------------------
+    # ---- entry data -----------------------------------------------------------------------------
 
     def read_small(self, key):
         entry = self.entries[key]
@@ -672,13 +672,12 @@ class _Archive:
 
     def verify_rest(self):
         """Check the CRC-32 of every entry not read yet, in pieces (nothing is kept)."""
-        scratch = None
-        for entry in self.entries.values():
-            if entry.verified:
-                continue
-            if scratch is None:
-                scratch = memoryview(bytearray(min(_READ_PIECE, max(
-                    item.size for item in self.entries.values()))))
+        unverified = [entry for entry in self.entries.values() if not entry.verified]
+        if not unverified:
+            return
+        largest = max(1, *(item.size for item in unverified))
+        scratch = memoryview(bytearray(min(_READ_PIECE, largest)))
+        for entry in unverified:
             crc = 0
             self._file.seek(self._start + entry.data_offset)
             for begin in range(0, entry.size, len(scratch)):
@@ -1005,7 +1004,8 @@ class _ZipWriter:
             if header_offset >= _ZIP64_LIMIT:
                 values.append(header_offset)
                 offset_field = 0xFFFFFFFF
-            extra = struct.pack(f"<HH{len(values)}Q", 1, 8 * len(values), *values) if values else b""
+            extra = (struct.pack(f"<HH{len(values)}Q", 1, 8 * len(values), *values)
+                     if values else b"")
             version = 45 if values else 20
             self._write(_CENTRAL.pack(
                 b"PK\x01\x02", version, version, 0x0808, 0, 0, 0, crc,
