@@ -13,7 +13,13 @@ reading them with ``readinto`` into preallocated arrays.
 
 Usage::
 
-    python benchmarks/bench_checkpoint.py [--size-gb 1.0] [--dir /tmp] [--no-torch]
+    python benchmarks/bench_checkpoint.py [--size-gb 1.0] [--dir /tmp] [--no-torch] [--warm]
+    python benchmarks/bench_checkpoint.py --formats torch,torchzip   # torch files: torch vs fastoptim
+
+The ``torchzip`` row reads the file ``torch.save`` wrote with ``fastoptim.load`` (in a process
+that never imports torch), beside the ``torch`` row's ``torch.load(weights_only=True)`` of the same
+kind of file: the side-by-side comparison of reading torch files. ``--warm`` leaves the file in the
+page cache, so that the loads measure the readers rather than the disk.
 
 It writes one file of the given size at a time into ``--dir`` (deleted afterwards); check the free
 space first. On a shared machine run it once, not in a loop.
@@ -175,7 +181,9 @@ def load_torch(path):
 
 
 def child(operation, path, total_bytes):
-    if operation.endswith("torch"):
+    if operation == "load-torchzip":
+        import fastoptim  # noqa: F401 - and never torch: the point of this row
+    elif operation.endswith("torch"):
         import torch  # noqa: F401 - imported before the baseline is taken
 
         torch.set_num_threads(1)
@@ -193,6 +201,7 @@ def child(operation, path, total_bytes):
             "save-pickle4": lambda: save_pickle(state, path, 4),
             "save-pickle5": lambda: save_pickle(state, path, 5),
             "save-torch": lambda: save_torch(state, path),
+            "save-torchzip": lambda: save_torch(state, path),
         }[operation]()
         seconds = time.perf_counter() - start
         extra = peak_rss() - baseline
@@ -205,6 +214,7 @@ def child(operation, path, total_bytes):
             "load-pickle4": lambda: load_pickle(path),
             "load-pickle5": lambda: load_pickle(path),
             "load-torch": lambda: load_torch(path),
+            "load-torchzip": lambda: load_fastoptim(path),
         }[operation]()
         seconds = time.perf_counter() - start
         if operation == "load-raw":
@@ -213,6 +223,8 @@ def child(operation, path, total_bytes):
             if operation == "load-torch":
                 loaded = _from_torch(loaded)
             check_state(loaded)
+            if operation == "load-torchzip":
+                assert "torch" not in sys.modules, "fastoptim.load imported torch"
             nbytes = sum(np.asarray(array).nbytes for array in arrays_of(loaded))
         # The loaded state itself is expected; report what was needed beyond it.
         extra = peak_rss() - baseline - nbytes
@@ -265,8 +277,11 @@ def main():
     parser.add_argument("--no-torch", action="store_true", help="skip torch.save/torch.load")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run each save/load this many times and report the fastest")
-    parser.add_argument("--formats", default="raw,fastoptim,pickle5,pickle4,torch",
-                        help="comma-separated subset of raw,fastoptim,pickle5,pickle4,torch")
+    parser.add_argument("--formats", default="raw,fastoptim,pickle5,pickle4,torch,torchzip",
+                        help="comma-separated subset of raw,fastoptim,pickle5,pickle4,torch,"
+                             "torchzip")
+    parser.add_argument("--warm", action="store_true",
+                        help="load from the page cache (do not evict the file before loading)")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -288,6 +303,7 @@ def main():
         # so this driver must stay small for the children's ru_maxrss to mean anything.
         if importlib.util.find_spec("torch") is not None:
             formats.append(("torch.save / torch.load(weights_only=True)", "torch"))
+            formats.append(("torch.save / fastoptim.load (no torch)", "torchzip"))
         else:
             print("torch is not installed: skipping torch.save")
     formats = [(label, key) for label, key in formats if key in args.formats.split(",")]
@@ -305,7 +321,8 @@ def main():
             results = {"save": [], "load": []}
             for _ in range(args.repeat):
                 results["save"].append(run_child(f"save-{key}", path, total_bytes))
-                evict_from_page_cache(path)
+                if not args.warm:
+                    evict_from_page_cache(path)
                 results["load"].append(run_child(f"load-{key}", path, total_bytes))
             os.unlink(path)
             for operation, runs in results.items():

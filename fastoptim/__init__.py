@@ -13,7 +13,7 @@ from fastoptim import optimizer, interop
 from fastoptim import lr_scheduler
 from fastoptim import swa_utils
 from fastoptim.clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
-from fastoptim.checkpoint import save, load, CheckpointError, UnsafeCheckpointError, CorruptCheckpointError
+from fastoptim.io import save, load, CheckpointError, UnsafeCheckpointError, CorruptCheckpointError
 
 __all__ = [
     "__version__",

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastoptim as fo
-from fastoptim import checkpoint as ck
+from fastoptim.io import format as ck
 
 
 def assert_same(expected, actual, where="obj"):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import fastoptim as fo
-from fastoptim import checkpoint as ck
+from fastoptim.io import encoder as ck
 
 from test_checkpoint import assert_same, training_checkpoint
 
@@ -209,7 +209,7 @@ def test_failing_rename(old_checkpoint, monkeypatch, error):
     def failing_replace(source, target):
         raise error
 
-    monkeypatch.setattr(ck.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError) as info:
         fo.save(obj, path)
     monkeypatch.undo()
@@ -248,7 +248,7 @@ def test_fsync_failure(old_checkpoint, monkeypatch):
     def failing_fsync(fd):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(ck.os, "fsync", failing_fsync)
+    monkeypatch.setattr(os, "fsync", failing_fsync)
     with pytest.raises(OSError) as info:
         fo.save({"epoch": 2}, path)
     monkeypatch.undo()

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastoptim as fo
-from fastoptim import checkpoint as ck
+from fastoptim.io import format as ck
 from test_checkpoint import assert_same
 
 
@@ -71,9 +71,22 @@ def test_truncation_at_every_byte():
     for size in range(len(DATA)):
         exc = assert_corrupt(DATA[:size])
         messages[str(exc).split(":")[1].strip()] += 1
-    assert "not a fastoptim checkpoint, or truncated" in messages
-    # A plain pickle prefix says it may be a truncated checkpoint.
-    assert "cut short" in str(assert_corrupt(DATA[: len(DATA) // 2]))
+    # The header makes every cut recognisable as a truncated checkpoint from the first byte on.
+    assert set(messages) == {
+        "the file is empty",
+        "a fastoptim checkpoint that was truncated or damaged",  # a cut inside the header
+        f"a fastoptim checkpoint of {len(DATA) - ck.FOOTER_SIZE} bytes that was truncated or damaged",
+    }, messages
+    assert messages["the file is empty"] == 1
+
+
+def test_a_cut_anywhere_never_passes_as_a_plain_pickle():
+    # Cut exactly before the footer, the file is a complete pickle of allowed types; the header
+    # still marks it as a checkpoint, so even allow_plain_pickle=True does not take it.
+    for size in range(1, len(DATA)):
+        with pytest.raises(fo.CorruptCheckpointError, match="truncated"):
+            fo.load(io.BytesIO(DATA[:size]), allow_plain_pickle=True)
+    assert_same(small_checkpoint(), pickle.loads(DATA[: len(DATA) - ck.FOOTER_SIZE]))
 
 
 def test_truncation_of_a_file_on_disk(tmp_path):
@@ -143,36 +156,43 @@ def test_footer_fields():
 
 
 def test_foreign_files(tmp_path):
-    assert "fewer than the 32-byte footer" in str(assert_corrupt(b""))
+    assert "empty" in str(assert_corrupt(b""))
     plain = pickle.dumps({"w": np.zeros(100)}, protocol=5)
-    assert "pickle.dump" in str(assert_corrupt(plain))
-    assert "no checksum" in str(assert_corrupt(plain))
+    message = str(assert_corrupt(plain))
+    assert "plain pickle" in message and "no checksum" in message
+    assert "allow_plain_pickle=True" in message and "pickle.load" not in message
     # And weights_only=False does not fall back to pickle for them.
     with pytest.raises(fo.CorruptCheckpointError):
         fo.load(io.BytesIO(plain), weights_only=False)
+    # Asked for explicitly, the restricted reader reads it (weights_only=False changes nothing).
+    for weights_only in (True, False):
+        loaded = fo.load(io.BytesIO(plain), allow_plain_pickle=True, weights_only=weights_only)
+        assert_same({"w": np.zeros(100)}, loaded)
+    # A pickle followed by other bytes is not taken as a plain pickle.
+    with pytest.raises(fo.CorruptCheckpointError, match="followed by"):
+        fo.load(io.BytesIO(plain + b"junk"), allow_plain_pickle=True)
     assert_corrupt(b"\x00" * 4096)
     assert_corrupt(b"not a checkpoint at all, but long enough to have a footer")
 
 
-def test_torch_save_files_are_named(tmp_path):
-    torch = pytest.importorskip("torch")
-    path = tmp_path / "model.pt"
-    torch.save({"w": torch.zeros(3)}, path)
-    with pytest.raises(fo.CorruptCheckpointError, match="torch.save zip archive") as info:
-        fo.load(path)
-    assert "fastoptim.interop.from_torch" in str(info.value)
-
-
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=512))
-def test_random_bytes_are_corrupt(data):
-    assert_corrupt(data)
+def test_random_bytes_are_corrupt_or_unsafe(data):
+    assert_refused(data)
+
+
+def assert_refused(data):
+    # Bytes without a valid footer are parsed (never run) to classify them: a disallowed opcode or
+    # global among them makes them unsafe, anything else is corrupt.
+    exc = load_outcome(data)
+    assert type(exc) in (fo.CorruptCheckpointError, fo.UnsafeCheckpointError), exc
+    assert "pickle.load" not in str(exc) and "weights_only=False" not in str(exc)
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.binary(max_size=256))
-def test_random_bytes_with_a_real_magic_are_corrupt(data):
-    assert_corrupt(data + ck.MAGIC)
+def test_random_bytes_with_a_real_magic_are_corrupt_or_unsafe(data):
+    assert_refused(data + ck.MAGIC)
 
 
 # ---- fuzzing the restricted reader behind a *valid* footer -------------------------------------
@@ -217,7 +237,7 @@ def test_mutated_pickles_with_a_valid_footer(edits, cut):
     for position, value in edits:
         if position < len(payload):
             payload[position] = value
-    data = bytes(payload) + ck._footer(len(payload), zlib.crc32(payload))
+    data = bytes(payload) + ck.footer(len(payload), zlib.crc32(payload))
     try:
         result = fo.load(io.BytesIO(data))
     except (fo.CorruptCheckpointError, fo.UnsafeCheckpointError):
@@ -228,7 +248,7 @@ def test_mutated_pickles_with_a_valid_footer(edits, cut):
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_pickles_with_a_valid_footer(payload):
-    data = payload + ck._footer(len(payload), zlib.crc32(payload))
+    data = payload + ck.footer(len(payload), zlib.crc32(payload))
     try:
         result = fo.load(io.BytesIO(data))
     except (fo.CorruptCheckpointError, fo.UnsafeCheckpointError):

@@ -23,13 +23,13 @@ import numpy as np
 import pytest
 
 import fastoptim as fo
-from fastoptim import checkpoint as ck
+from fastoptim.io import format as ck
 from test_checkpoint import assert_same
 
 
 def wrap(payload):
     """A checkpoint file around any pickle bytes: correct length and CRC-32 in the footer."""
-    return payload + ck._footer(len(payload), zlib.crc32(payload))
+    return payload + ck.footer(len(payload), zlib.crc32(payload))
 
 
 def load_bytes(data, **kwargs):

@@ -1,4 +1,4 @@
-"""A restricted pickle interpreter: the reader behind ``fastoptim.load(f, weights_only=True)``.
+"""A restricted pickle interpreter: the reader behind ``fastoptim.load`` (``weights_only=True``).
 
 ``pickle.Unpickler`` runs whatever callables a file names, so no allow-list placed in front of it
 can bound what a crafted file does with the callables it is allowed (``numpy.dtype`` with odd
@@ -14,8 +14,10 @@ It understands the opcodes that :func:`fastoptim.save` writes and those that ``p
 Counter, list, tuple, str, bytes, int, float, bool, None, and NumPy arrays and scalars of numeric
 dtypes. Everything else is refused with :class:`UnsafeContent` (a global, opcode or type that is
 not allowed) or :class:`MalformedContent` (bytes that are not a well-formed pickle of those
-types); :mod:`fastoptim.checkpoint` turns both into its public exceptions, after it has checked
-the file's checksum.
+types); :mod:`fastoptim.io.reader` turns both into its public exceptions, after it has checked
+the file's checksum. :mod:`fastoptim.io.torchfile` runs the same interpreter over torch's
+``data.pkl`` with its own table of globals (torch's ``weights_only`` allow-list) and a handler for
+persistent ids (torch's storages).
 
 Values that a pickle needs while it builds an object but that must never reach the caller (the
 class ``numpy.ndarray``, a dtype, a raw data buffer, an array waiting for its ``BUILD``) live on
@@ -454,10 +456,30 @@ class SafeUnpickler:
         ``uint8`` array of ``n`` bytes, ``remaining()`` counts the bytes left and ``tell()`` gives
         the offset for messages. Each read must raise :class:`MalformedContent` instead of reading
         past the end of the pickle's data, and must do so before allocating anything.
+
+    globals : dict, optional
+        ``{(module, name): marker}``: the globals the pickle may name, by default
+        :data:`ALLOWED_GLOBALS`. A :class:`_GlobalRef` may be called by REDUCE; other markers are
+        stack-only values that the table's own reducers understand.
+    allowed : str, optional
+        What the table allows, in words, for the message that refuses any other global.
+    persistent_load : callable, optional
+        Called with the items of a BINPERSID id (a tuple); returns the value to push. Without it,
+        persistent ids are refused.
+    build : callable, optional
+        Called as ``build(target, state)`` for a BUILD on a value the interpreter does not rebuild
+        itself; returns True if it handled it.
     """
 
-    def __init__(self, reader):
+    def __init__(self, reader, globals=None, allowed=None, persistent_load=None, build=None):
         self._reader = reader
+        self._globals = ALLOWED_GLOBALS if globals is None else globals
+        self._allowed = allowed or (
+            "numpy.ndarray, numpy.dtype, NumPy scalar types, collections.OrderedDict and "
+            "collections.Counter"
+        )
+        self._persistent_load = persistent_load
+        self._build = build
         self._stack = []
         self._metastack = []
         self._memo = {}
@@ -551,12 +573,11 @@ class SafeUnpickler:
             # does, so that both the allow-list and the error message use today's names.
             module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
             module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        ref = ALLOWED_GLOBALS.get((module, name))
+        ref = self._globals.get((module, name))
         if ref is None:
             raise UnsafeContent(
-                f"global '{module}.{name}' is not allowed: a checkpoint loaded with "
-                "weights_only=True may only refer to numpy.ndarray, numpy.dtype, NumPy scalar "
-                "types, collections.OrderedDict and collections.Counter"
+                f"global '{module}.{name}' is not allowed: the restricted reader only allows "
+                f"{self._allowed}"
             )
         return ref
 
@@ -595,6 +616,8 @@ class SafeUnpickler:
             b"c": o._op_global, b"\x93": o._op_stack_global, b"i": o._op_inst,
             b"R": o._op_reduce, b"b": o._op_build,
         }
+        if self._persistent_load is not None:
+            table[b"Q"] = o._op_binpersid
         return {key[0]: handler for key, handler in table.items()}
 
     def _op_proto(self):
@@ -753,6 +776,13 @@ class SafeUnpickler:
         name = self._text(self._readline())
         raise UnsafeContent(f"opcode INST (instance of global '{module}.{name}') is not allowed")
 
+    def _op_binpersid(self):
+        pid = self._pop()
+        items = pid.items if type(pid) is _ArgTuple else pid
+        if type(items) is not tuple:
+            raise MalformedContent(f"a persistent id must be a tuple, got {_describe(pid)}")
+        self._push(self._persistent_load(items))
+
     def _op_reduce(self):
         args = self._pop()
         func = self._pop()
@@ -778,7 +808,7 @@ class SafeUnpickler:
                 raise MalformedContent(f"invalid NumPy array state: {exc}") from exc
         elif type(target) is _DtypeRef:
             _build_dtype(target, state)
-        else:
+        elif self._build is None or not self._build(target, state):
             raise UnsafeContent(
                 f"opcode BUILD (setting the state of an object) on {_describe(target)} is not "
                 "allowed: only NumPy arrays and dtypes are rebuilt this way"
