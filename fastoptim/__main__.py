@@ -15,11 +15,11 @@ def main(argv=None):
                    add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        from fastoptim.bench import main as bench_main
+        from fastoptim.tools.bench import main as bench_main
 
         return bench_main(rest)
     if args.command == "demo":
-        from fastoptim.demo import main as demo_main
+        from fastoptim.tools.demo import main as demo_main
 
         return demo_main(rest)
     if args.command == "info":

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import fastoptim
-from fastoptim import _bench_peers, bench
-from fastoptim._bench_peers import Case, make_peer
+from fastoptim.tools import bench
+from fastoptim.tools import peers as _bench_peers
+from fastoptim.tools.peers import Case, make_peer
 
 DTYPES = [np.float32, np.float64]
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastoptim as fo
-from fastoptim import demo
+from fastoptim.tools import demo
 
 ERROR_PREFIX = "python -m fastoptim demo: error: "
 DIGEST = re.compile(r"final params sha256: ([0-9a-f]{64})")

@@ -20,7 +20,7 @@ How a cell is measured (one workload x optimizer x dtype):
    garbage collector off. The median over repetitions is reported, with the interquartile range.
 
 The workload and optimizer tables (:data:`WORKLOADS`, :data:`OPTIMIZERS`) are shared with the asv
-benchmarks in ``benchmarks/benchmarks.py``.
+benchmarks in ``benchmarks/tracking/benchmarks.py`` (in the repository, not the package).
 """
 import argparse
 import datetime
@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 import fastoptim
-from fastoptim import _bench_peers
-from fastoptim._bench_peers import Case, make_peer, unavailable_reason
+from fastoptim.tools import peers as _bench_peers
+from fastoptim.tools.peers import Case, make_peer, unavailable_reason
 
 __all__ = ["Workload", "OptimizerConfig", "WORKLOADS", "OPTIMIZERS", "DTYPES", "run", "main",
            "check_agreement", "measure_overhead", "StreamBound"]
