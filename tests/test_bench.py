@@ -266,20 +266,66 @@ def test_quick_run_json_structure(quick_run):
             assert r["fastoptim_speedup"] == pytest.approx(1)
     mix = next(r for r in report["results"] if r["workload"] == "mix")
     assert mix["n_arrays"] == 150
-    overhead = {(o["optimizer"], o["peer"]) for o in report["overhead"]}
-    assert {("sgd", "fastoptim"), ("adam", "fastoptim")} <= overhead
-    for o in report["overhead"]:
-        assert o["counts"] == [1, 1000] and len(o["min_step_s"]) == 2
+    assert report["overhead"] == []          # not part of a quick check
 
 
-def test_quick_run_table(quick_run, capsys):
+def test_step_overhead_measurement():
+    records = bench.measure_overhead(("fastoptim",), optimizers=("sgd", "adam"), counts=(1, 50),
+                                     repeats=2, min_time=0.001)
+    assert [(o["optimizer"], o["peer"]) for o in records] == [("sgd", "fastoptim"),
+                                                               ("adam", "fastoptim")]
+    for o in records:
+        assert o["counts"] == [1, 50] and len(o["min_step_s"]) == 2
+        assert o["min_step_s"][0] > 0 and o["fixed_us"] == pytest.approx(
+            o["min_step_s"][0] * 1e6 - o["per_array_us"])
+
+
+def test_quick_report_is_compact_and_shows_no_ratios(quick_run):
     _, report, _ = quick_run
     text = bench.format_report(report)
-    assert "% bound" in text and "fo speedup" in text and "step() overhead" in text
+    assert "QUICK CHECK" in text
+    for ratio in ("% bound", "speedup", "faster by", "step() overhead"):
+        assert ratio not in text
+    # honest names: the quick shapes are not 10M elements
+    assert "64k" in text and "mix-35k" in text and "10M" not in text
+    # the default quick run (every workload, optimizer and dtype, one thread count) fits in 40 lines
+    full = dict(report, results=[
+        dict(r, workload=w, optimizer=o, dtype=d, threads=2)
+        for w in bench.WORKLOADS for o in bench.OPTIMIZERS for d in bench.DTYPES
+        for r in report["results"] if r["workload"] == "10M" and r["optimizer"] == "sgd"
+        and r["threads"] == 2])
+    assert len(bench.format_report(full).splitlines()) <= 40
+
+
+def test_full_report_table_and_summary(quick_run):
+    _, report, _ = quick_run
+    full = dict(report, settings=dict(report["settings"], quick=False))
+    text = bench.format_report(full)
+    assert "% bound" in text and "fo speedup" in text and "fastest peer" in text
     rst = bench.format_table(report["results"], "rst")
     lines = rst.splitlines()
     assert lines[0] == lines[2] == lines[-1] and set(lines[0]) == {"=", " "}
     assert len(lines) == 4 + len(report["results"])
+    rows = bench.summary(report["results"])
+    assert len(rows) == len({(r["workload"], r["optimizer"], r["dtype"], r["threads"])
+                             for r in report["results"]})
+    for row in rows:
+        cell = {r["peer"]: r for r in report["results"]
+                if (r["workload"], r["optimizer"], r["dtype"], r["threads"])
+                == (row["workload"], row["optimizer"], row["dtype"], row["threads"])}
+        others = [r for p, r in cell.items() if p not in ("bound", "fastoptim", "fastoptim-class")]
+        best = min(others, key=lambda r: r["median_s"])
+        assert row["best_peer"] == best["peer"]
+        ours = cell.get("fastoptim-class", cell["fastoptim"])
+        assert row["ratio"] == pytest.approx(best["median_s"] / ours["median_s"])
+
+
+def test_run_time_estimate_grows_with_the_work():
+    small = bench.estimate_seconds(["10M"], ["sgd"], ["float32"], [1], [])
+    big = bench.estimate_seconds(["10M", "mix"], ["sgd", "adam"], ["float32", "float64"], [1, 2],
+                                 ["numpy", "torch-fused"])
+    assert 0 < small < big
+    assert bench._duration(30) == "30 s" and bench._duration(600) == "10 min"
 
 
 def test_a_peer_that_disagrees_fails_the_run(monkeypatch, capsys):
@@ -300,7 +346,7 @@ def test_a_peer_that_disagrees_fails_the_run(monkeypatch, capsys):
                          "--no-overhead", "--quiet"])
     captured = capsys.readouterr()
     assert status == 1
-    assert "numpy (MISMATCH)" in captured.out
+    assert "MISMATCH" in captured.out and "numpy" in captured.out
     assert "disagree with fastoptim" in captured.err
 
 
