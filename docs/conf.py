@@ -28,6 +28,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",   # MathJax 3 copied into the build: math renders without a network
     "sphinx.ext.intersphinx",
     "numpydoc",
     "api_completeness",
@@ -74,15 +75,38 @@ api_completeness_ignore = []
 intersphinx_mapping = {}  # no network on the build machines
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "generated/*.rst.txt", "_templates"]
-html_theme = "alabaster"
+
+# Math: MathJax is served from the build's own _static/mathjax (sphinx-mathjax-offline), so the
+# pages render their update rules opened from disk, without a network. textmacros lets \text{}
+# contain \_ (``\text{decoupled\_weight\_decay}``).
+mathjax3_config = {
+    "loader": {"load": ["[tex]/textmacros"]},
+    "tex": {"packages": {"[+]": ["textmacros"]}},
+}
+
+# The theme of NumPy, SciPy and pandas: search, light/dark switch, a responsive layout whose code
+# blocks and tables scroll instead of being cut off. Everything it needs ships with the package
+# (no fonts or scripts from a CDN).
+html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 html_title = f"fastoptim {release}"
+html_short_title = "fastoptim"
 html_theme_options = {
-    "description": "torch.optim for NumPy arrays",
-    "fixed_sidebar": True,
-    "page_width": "1100px",
+    "logo": {"text": f"fastoptim {release}"},
+    "navbar_end": ["theme-switcher", "navbar-icon-links"],
+    "navbar_persistent": ["search-button"],
+    # the API pages' own structure (signature, parameters, methods) needs the width more than a
+    # table of contents
+    "secondary_sidebar_items": {"[!g]*": ["page-toc"], "guide/*": ["page-toc"], "generated/*": []},
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
 }
+html_theme_options["navbar_center"] = []          # the site navigation is in the left sidebar
+html_sidebars = {"**": ["global-nav"]}
+html_show_sourcelink = False
 nitpicky = False
 
 
