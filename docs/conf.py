@@ -128,6 +128,16 @@ def _draw_scheduler_plots(app):
         plot_schedulers.draw(schedule, out_dir)
 
 
+def _draw_bench_figures(app):
+    """The performance page's plots and summary tables, from docs/_static/bench/results.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import bench_figures
+
+    bench_figures.draw()
+
+
 def _hide_private_bases(app, name, obj, options, bases):
     """Show ``Bases: LRScheduler`` rather than the private mixins a scheduler also derives from."""
     bases[:] = [base for base in bases if not base.__name__.startswith("_")] or bases[-1:]
@@ -135,4 +145,5 @@ def _hide_private_bases(app, name, obj, options, bases):
 
 def setup(app):
     app.connect("builder-inited", _draw_scheduler_plots)
+    app.connect("builder-inited", _draw_bench_figures)
     app.connect("autodoc-process-bases", _hide_private_bases)

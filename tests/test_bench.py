@@ -205,7 +205,7 @@ def quick_run(tmp_path_factory):
     """One quick run; with matplotlib (the ``bench`` extra, not the ``test`` one) it also plots."""
     out = tmp_path_factory.mktemp("bench")
     json_path, png_path = out / "bench.json", out / "bench.png"
-    argv = QUICK + ["--json", str(json_path)]
+    argv = QUICK + ["--json", str(json_path), "--csv", str(out / "results.csv")]
     if HAS_MATPLOTLIB:
         argv += ["--plot", str(png_path)]
     status = bench.main(argv)
@@ -218,9 +218,31 @@ def test_quick_run_succeeds(quick_run):
 
 
 @pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed (pip install fastoptim[bench])")
-def test_quick_run_writes_a_plot(quick_run):
+def test_quick_run_writes_a_plot_per_workload(quick_run):
     status, report, png_path = quick_run
-    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    paths = bench.plot_paths(str(png_path), ["10M", "mix"])
+    assert [os.path.basename(p) for p in paths.values()] == ["bench-10M.png", "bench-mix.png"]
+    for path in paths.values():
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_csv_round_trip(quick_run, tmp_path):
+    _, report, _ = quick_run
+    path = tmp_path / "results.csv"
+    bench.write_csv(report["results"], path)
+    back = bench.read_csv(path)
+    assert len(back) == len(report["results"])
+    key = lambda r: (r["workload"], r["optimizer"], r["dtype"], r["threads"], r["peer"])  # noqa: E731
+    original = {key(r): r for r in report["results"]}
+    for r in back:
+        o = original[key(r)]
+        assert r["median_s"] == pytest.approx(o["median_s"], rel=1e-3)
+        assert r["melem_per_s"] == pytest.approx(o["melem_per_s"], rel=1e-3)
+        assert r["agrees"] == o.get("agrees", True)
+    # the summary of the CSV is the summary of the run
+    for ours, theirs in zip(bench.summary(back), bench.summary(report["results"]), strict=True):
+        assert ours["ratio"] == pytest.approx(theirs["ratio"], rel=1e-3)
 
 
 def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch, capsys):

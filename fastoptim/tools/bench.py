@@ -644,8 +644,12 @@ SUMMARY_HEADERS = ("workload", "optimizer", "dtype", "threads", "fastoptim ms", 
                    "fastest peer", "peer ms", "% bound", "speedup")
 
 
-def format_summary(rows, fmt="text"):
-    """The summary as plain text or as a reStructuredText simple table."""
+def format_summary(rows, fmt="text", columns=SUMMARY_HEADERS):
+    """The summary as plain text or as a reStructuredText simple table.
+
+    ``columns``: the headers of :data:`SUMMARY_HEADERS` to show, in that order (the docs leave out
+    dtype and threads, which their tables state once).
+    """
     body = []
     for r in rows:
         ratio = r["ratio"]
@@ -654,8 +658,11 @@ def format_summary(rows, fmt="text"):
                      r["best_peer"] or "-", _fmt(r["best_peer_ms"]),
                      _pct(r["best_peer_pct_of_bound"]),
                      "-" if ratio is None else f"{ratio:.2f}x"])
-    return _format_rows(list(SUMMARY_HEADERS), body, numeric_from=4, group=1, text_peer_column=6,
-                        fmt=fmt)
+    keep = [k for k, header in enumerate(SUMMARY_HEADERS) if header in columns]
+    headers = [SUMMARY_HEADERS[k] for k in keep]
+    body = [[row[k] for k in keep] for row in body]
+    return _format_rows(headers, body, numeric_from=headers.index("fastoptim ms"), group=1,
+                        text_peer_column=headers.index("fastest peer"), fmt=fmt)
 
 
 def _pct(value):
@@ -753,58 +760,134 @@ def format_report(report, fmt="text"):
     return "\n".join(lines + _problem_lines(report))
 
 
-def plot(report, path):
-    """Throughput (M elements/s, log scale) per peer and thread count, the bound as a line.
+CSV_COLUMNS = ("workload", "optimizer", "dtype", "threads", "peer", "ms_per_step", "iqr_pct",
+               "melem_per_s", "gb_per_s", "pct_of_bound", "fastoptim_speedup", "class_speedup",
+               "agrees")
 
-    One panel per workload (columns) and optimizer x dtype (rows).
+
+def write_csv(results, path):
+    """The results table as CSV (one row per workload x optimizer x dtype x threads x peer)."""
+    import csv
+
+    order = {name: k for k, name in enumerate(PEER_ORDER)}
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for r in sorted(results, key=lambda r: (list(WORKLOADS).index(r["workload"]),
+                                                list(OPTIMIZERS).index(r["optimizer"]),
+                                                r["dtype"], r["threads"], order[r["peer"]])):
+            writer.writerow([
+                r["workload"], r["optimizer"], r["dtype"], r["threads"], r["peer"],
+                f"{r['median_s'] * 1e3:.4g}", f"{r['iqr_pct']:.1f}", f"{r['melem_per_s']:.4g}",
+                f"{r['gb_per_s']:.4g}",
+                "" if r["pct_of_bound"] is None else f"{r['pct_of_bound']:.0f}",
+                "" if r["peer"] == "bound" or r["fastoptim_speedup"] is None
+                else f"{r['fastoptim_speedup']:.3g}",
+                "" if r["peer"] == "bound" or r["class_speedup"] is None
+                else f"{r['class_speedup']:.3g}",
+                "" if r["peer"] == "bound" else r.get("agrees", True)])
+
+
+def read_csv(path):
+    """Records from :func:`write_csv`'s file, with the keys :func:`summary` and :func:`plot` use."""
+    import csv
+
+    def number(text):
+        return float(text) if text not in ("", None) else None
+
+    records = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            records.append({
+                "workload": row["workload"], "optimizer": row["optimizer"], "dtype": row["dtype"],
+                "threads": int(row["threads"]), "peer": row["peer"],
+                "median_s": float(row["ms_per_step"]) / 1e3, "iqr_pct": number(row["iqr_pct"]),
+                "melem_per_s": float(row["melem_per_s"]), "gb_per_s": float(row["gb_per_s"]),
+                "pct_of_bound": number(row["pct_of_bound"]),
+                "fastoptim_speedup": number(row["fastoptim_speedup"]),
+                "class_speedup": number(row["class_speedup"]),
+                "agrees": row["agrees"] != "False"})
+    return records
+
+
+PLOT_COLORS = {"fastoptim": "#1f4e9a", "fastoptim-class": "#5b8fd9", "numpy": "#9c9c9c",
+               "numpy-blocked": "#5f5f5f", "torch-forloop": "#f2b279", "torch-foreach": "#e8852d",
+               "torch-fused": "#b34d00", "optax": "#3a9a5b"}
+
+
+PLOT_LABELS = {"fastoptim": "fastoptim (functional)", "fastoptim-class": "fastoptim opt.step()",
+               "optax": "optax (XLA: threads not matched)"}
+
+
+def plot_paths(path, workloads):
+    """The files :func:`plot` writes for ``path``: one per workload, ``NAME-<workload>.png``."""
+    stem, ext = os.path.splitext(path)
+    return {w: f"{stem}-{w}{ext or '.png'}" for w in workloads}
+
+
+def plot(results, path, quick=False):
+    """One bar chart per workload: throughput of every peer, the bandwidth bound as a line.
+
+    Bars are grouped by optimizer and thread count (one dtype per group); the y axis is linear and
+    starts at zero, and it always reaches above the tallest bar and the bound, so nothing is
+    clipped. Writes the files named by :func:`plot_paths` and returns them.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    results = report["results"]
     workloads = [w for w in WORKLOADS if any(r["workload"] == w for r in results)]
-    combos = [(o, d) for o in OPTIMIZERS for d in DTYPES
-              if any(r["optimizer"] == o and r["dtype"] == d for r in results)]
-    peers = [p for p in PEER_ORDER[1:] if any(r["peer"] == p for r in results)]
-    threads = sorted({r["threads"] for r in results})
-    colors = dict(zip(PEER_ORDER[1:], plt.get_cmap("tab10").colors))
-    fig, axes = plt.subplots(len(combos), len(workloads), squeeze=False,
-                             figsize=(3.4 * len(workloads), 2.7 * len(combos) + 0.6))
-    width = 0.8 / max(1, len(peers))
-    for i, (opt, dtype) in enumerate(combos):
-        for j, workload in enumerate(workloads):
-            ax = axes[i][j]
-            cell = {(r["peer"], r["threads"]): r for r in results
-                    if r["workload"] == workload and r["optimizer"] == opt and r["dtype"] == dtype}
-            for k, peer in enumerate(peers):
-                xs = [t for t in range(len(threads)) if (peer, threads[t]) in cell]
-                ys = [cell[peer, threads[t]]["melem_per_s"] for t in xs]
-                ax.bar([x - 0.4 + width * (k + 0.5) for x in xs], ys, width,
-                       color=colors[peer], label=peer)
-            for t, n in enumerate(threads):
-                if ("bound", n) in cell:
-                    ax.hlines(cell["bound", n]["melem_per_s"], t - 0.45, t + 0.45, colors="black",
-                              linewidth=1.5, label="bound" if t == 0 else None)
-            ax.set_yscale("log")
-            # plain numbers at 1, 2, 5 x 10^k: readable on panels that span less than a decade
-            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=8))
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-            ax.yaxis.set_minor_formatter(NullFormatter())
-            ax.set_xticks(range(len(threads)), [f"{n} thr" for n in threads])
-            ax.set_title(f"{workload}, {opt}, {dtype}", fontsize=9)
-            ax.tick_params(labelsize=8)
-            if j == 0:
-                ax.set_ylabel("M elements/s", fontsize=8)
-            ax.grid(axis="y", which="major", alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=min(5, len(labels)), fontsize=8,
-               frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    written = []
+    for workload, out in plot_paths(path, workloads).items():
+        rows = [r for r in results if r["workload"] == workload]
+        groups = sorted({(r["optimizer"], r["dtype"], r["threads"]) for r in rows},
+                        key=lambda g: (list(OPTIMIZERS).index(g[0]), g[1], g[2]))
+        peers = [p for p in PEER_ORDER[1:] if any(r["peer"] == p for r in rows)]
+        cell = {(r["optimizer"], r["dtype"], r["threads"], r["peer"]): r for r in rows}
+        dtypes = {g[1] for g in groups}
+        fig, ax = plt.subplots(figsize=(11, 5.6))
+        width = 0.84 / max(1, len(peers))
+        top = 0.0
+        for k, peer in enumerate(peers):
+            xs, ys = [], []
+            for x, g in enumerate(groups):
+                if (*g, peer) in cell:
+                    xs.append(x - 0.42 + width * (k + 0.5))
+                    ys.append(cell[(*g, peer)]["melem_per_s"])
+            ax.bar(xs, ys, width * 0.92, color=PLOT_COLORS.get(peer),
+                   label=PLOT_LABELS.get(peer, peer))
+            top = max([top, *ys])
+        for x, g in enumerate(groups):
+            bound = cell.get((*g, "bound"))
+            if bound:
+                ax.hlines(bound["melem_per_s"], x - 0.46, x + 0.46, colors="black", linewidth=2,
+                          label="bandwidth bound (measured)" if x == 0 else None)
+                top = max(top, bound["melem_per_s"])
+        ax.set_ylim(0, top * 1.12)
+        ax.set_xlim(-0.55, len(groups) - 0.45)
+        labels = [f"{o}, {t} thread{'s' if t > 1 else ''}" + (f", {d}" if len(dtypes) > 1 else "")
+                  for o, d, t in groups]
+        ax.set_xticks(range(len(groups)), labels, fontsize=11)
+        ax.tick_params(axis="y", labelsize=10)
+        ax.set_ylabel("million elements updated per second\n(higher is better)", fontsize=11)
+        dtype_note = f", {next(iter(dtypes))}" if len(dtypes) == 1 else ""
+        if quick:
+            title = (f"{WORKLOADS[workload].label(quick=True)} (--quick shapes: times are not "
+                     f"representative){dtype_note}")
+        else:
+            title = f"{workload}: {WORKLOADS[workload].description}{dtype_note}"
+        ax.set_title(title, fontsize=12, loc="left")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=10, frameon=False)
+        fig.tight_layout()
+        fig.savefig(out, dpi=100)
+        plt.close(fig)
+        written.append(out)
+    return written
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1033,7 +1116,10 @@ def build_parser():
                         help=f"peers besides fastoptim and the bound, any of "
                              f"{', '.join(OPTIONAL_PEERS)} (default: all that are installed)")
     parser.add_argument("--json", metavar="PATH", help="write machine details and raw timings")
-    parser.add_argument("--plot", metavar="PATH", help="write a PNG plot (needs matplotlib)")
+    parser.add_argument("--csv", metavar="PATH", help="write the results table as CSV")
+    parser.add_argument("--plot", metavar="PATH",
+                        help="write one PNG bar chart per workload, PATH with the workload's name "
+                             "added (bench.png: bench-10M.png, ...; needs matplotlib)")
     parser.add_argument("--format", choices=("text", "rst"), default="text",
                         help="table format on stdout (rst: a reStructuredText simple table)")
     parser.add_argument("--no-overhead", action="store_true",
@@ -1044,9 +1130,16 @@ def build_parser():
                              "overhead)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--load", metavar="PATH",
-                        help="do not run: print the report (and write --plot) from a file "
-                             "written by --json")
+                        help="do not run: print the report (and write --csv, --plot) from a "
+                             "file written by --json")
     return parser
+
+
+def _write_outputs(report, args):
+    if args.csv:
+        write_csv(report["results"], args.csv)
+    if args.plot:
+        plot(report["results"], args.plot, quick=bool(report["settings"].get("quick")))
 
 
 def main(argv=None):
@@ -1060,7 +1153,7 @@ def main(argv=None):
         workloads = list(WORKLOADS)
     else:
         workloads = list(dict.fromkeys(args.workloads))
-    for option, path in (("--json", args.json), ("--plot", args.plot)):
+    for option, path in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)):
         if path:
             _check_output_path(parser, option, path)
     if args.plot:
@@ -1079,8 +1172,7 @@ def main(argv=None):
         if not isinstance(report, dict) or report.get("schema") != 1 or "results" not in report:
             parser.error(f"--load {args.load}: not a report written by --json")
         print(format_report(report, args.format))
-        if args.plot:
-            plot(report, args.plot)
+        _write_outputs(report, args)
         return 0
     if args.threads:
         threads = list(dict.fromkeys(args.threads))
@@ -1099,8 +1191,7 @@ def main(argv=None):
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
             f.write("\n")
-    if args.plot:
-        plot(report, args.plot)
+    _write_outputs(report, args)
     mismatches = [p for p in report["problems"] if p["kind"] == "mismatch"]
     if mismatches:
         print(f"{parser.prog}: {len(mismatches)} peer result(s) disagree with fastoptim "
