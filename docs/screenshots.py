@@ -55,7 +55,7 @@ CHECK_PAGE = r"""
     for (let p = e; p && p !== document.body; p = p.parentElement) {
       const style = getComputedStyle(p);
       if (p.scrollWidth > p.clientWidth + 1 && ['auto', 'scroll'].includes(style.overflowX)) {
-        scrolls.push(e.tagName.toLowerCase() + ' ' + (e.textContent || e.alt || '').trim().slice(0, 40));
+        scrolls.push(e.tagName.toLowerCase() + ' ' + (e.textContent || e.alt || '').trim().replace(/\s+/g, ' ').slice(0, 60));
         clipped = null;
         break;
       }
@@ -65,12 +65,16 @@ CHECK_PAGE = r"""
       cut.push(e.tagName.toLowerCase() + ' ' + (e.textContent || e.alt || '').trim().slice(0, 50));
     }
   }
+  // the text column itself must never scroll sideways (only boxes inside it may)
+  for (const e of document.querySelectorAll('.bd-article-container, .bd-main, .bd-content')) {
+    if (e.scrollWidth > e.clientWidth + 1) cut.push(e.className.split(' ')[0] + ' scrolls sideways');
+  }
   const broken = [...document.images].filter(i => i.complete && i.naturalWidth === 0)
       .map(i => i.getAttribute('src'));
   return JSON.stringify({
     title: document.title, pageWidth: document.documentElement.scrollWidth, width,
     height: document.documentElement.scrollHeight, math, typeset, errors, rawTex,
-    cut: [...new Set(cut)], scrolls: [...new Set(scrolls)].length, broken,
+    cut: [...new Set(cut)], scrolls: [...new Set(scrolls)], broken,
   });
 })()
 """
@@ -208,6 +212,8 @@ def main(argv=None):
     parser.add_argument("--widths", nargs="+", type=int, default=WIDTHS)
     parser.add_argument("--chromium", default=None, help="the browser binary")
     parser.add_argument("--online", action="store_true", help="leave the network on")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also list the boxes that scroll sideways (allowed, but worth a look)")
     args = parser.parse_args(argv)
     binary = args.chromium or next((shutil.which(b) for b in ("chromium", "chromium-browser",
                                                                "google-chrome") if shutil.which(b)),
@@ -231,7 +237,10 @@ def main(argv=None):
                 failed += bool(found)
                 print(f"{page:28} {width:5} px  {report['height']:6} px tall  math "
                       f"{report['typeset']}/{report['math']}  wide boxes scrolling "
-                      f"{report['scrolls']}  {'OK' if not found else 'PROBLEMS'}  -> {path}")
+                      f"{len(report['scrolls'])}  {'OK' if not found else 'PROBLEMS'}  -> {path}")
+                if args.verbose:
+                    for what in report["scrolls"]:
+                        print(f"    scrolls: {what}")
                 for problem in found:
                     print(f"    {problem}")
     finally:
