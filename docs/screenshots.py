@@ -150,7 +150,7 @@ class Chromium:
                                                 "awaitPromise": True}, session=True)
         return result["result"].get("value")
 
-    def shoot(self, url, width, path):
+    def shoot(self, url, width, path, dark=False):
         """Load ``url`` in a ``width`` px window, wait for MathJax, check, save a full-page PNG."""
         mobile = width < 600
         self.send("Emulation.setDeviceMetricsOverride",
@@ -165,6 +165,9 @@ class Chromium:
                 "|| !MathJax.startup.promise ? true : MathJax.startup.promise.then(() => true))")
             if state:
                 break
+        if dark:                               # the theme's dark mode, as its switch sets it
+            self.evaluate("document.documentElement.dataset.mode = 'dark';"
+                          "document.documentElement.dataset.theme = 'dark'")
         time.sleep(0.5)                        # web fonts and the last layout
         report = json.loads(self.evaluate(CHECK_PAGE))
         height = min(report["height"], 16000)
@@ -212,6 +215,7 @@ def main(argv=None):
     parser.add_argument("--widths", nargs="+", type=int, default=WIDTHS)
     parser.add_argument("--chromium", default=None, help="the browser binary")
     parser.add_argument("--online", action="store_true", help="leave the network on")
+    parser.add_argument("--dark", action="store_true", help="the pages in dark mode")
     parser.add_argument("--verbose", action="store_true",
                         help="also list the boxes that scroll sideways (allowed, but worth a look)")
     args = parser.parse_args(argv)
@@ -231,8 +235,9 @@ def main(argv=None):
             if not os.path.exists(html):
                 parser.error(f"{html} does not exist: build the docs first")
             for width in args.widths:
-                path = os.path.join(args.out, f"{page.replace('/', '_')}-{width}.png")
-                report = browser.shoot("file://" + html, width, path)
+                name = f"{page.replace('/', '_')}-{width}{'-dark' if args.dark else ''}.png"
+                path = os.path.join(args.out, name)
+                report = browser.shoot("file://" + html, width, path, dark=args.dark)
                 found = problems_of(report)
                 failed += bool(found)
                 print(f"{page:28} {width:5} px  {report['height']:6} px tall  math "

@@ -422,3 +422,16 @@ def test_memory_estimate_refuses_what_cannot_fit(monkeypatch):
     monkeypatch.setattr(bench, "_available_memory", lambda: 2**30)
     with pytest.raises(bench.BenchError, match="needs about .* GiB"):
         bench.run(["100M"], ["adam"], ["float32"], [1], ["numpy"], overhead=False, quiet=True)
+
+
+def test_a_full_run_says_how_long_it_will_take(monkeypatch, capsys):
+    def fake_cell(workload, config, dtype, threads, peers, **kwargs):
+        return [], []
+
+    monkeypatch.setattr(bench, "run_cell", fake_cell)
+    bench.run(["10M"], ["sgd"], ["float32"], [1], [], overhead=False)
+    err = capsys.readouterr().err.splitlines()
+    assert "this takes about" in err[0] and "1 workload x optimizer x dtype cells" in err[0]
+    assert err[-1].endswith("1/1 done")
+    bench.run(["10M"], ["sgd"], ["float32"], [1], [], overhead=False, quick=True)
+    assert "takes about" not in capsys.readouterr().err      # a quick check is quick

@@ -118,6 +118,11 @@ class OptimizerConfig:
         return (self.n_read + self.n_write) * np.dtype(dtype).itemsize
 
 
+# The optimizer family (which functional form and which peer code path a config takes) and the
+# array counts are written out here for now; once the optimizer registry exists they are read
+# from it (family = the registry key, n_read = 2 + active buffers, n_write = 1 + active buffers, the
+# bytes per element of the interface's kernel spec), and the peers' ``family`` branches become
+# registry lookups. Nothing else in this file depends on which families exist.
 OPTIMIZERS = {
     c.name: c for c in (
         OptimizerConfig("sgd", "SGD, momentum 0.9", "sgd", 3, 2, momentum=0.9),
