@@ -29,6 +29,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.doctest",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",   # MathJax 3 copied into the build: math renders without a network
     "sphinx.ext.intersphinx",
     "numpydoc",
     "api_completeness",
@@ -75,15 +76,38 @@ api_completeness_ignore = []
 intersphinx_mapping = {}  # no network on the build machines
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "generated/*.rst.txt", "_templates"]
-html_theme = "alabaster"
+
+# Math: MathJax is served from the build's own _static/mathjax (sphinx-mathjax-offline), so the
+# pages render their update rules opened from disk, without a network. textmacros lets \text{}
+# contain \_ (``\text{decoupled\_weight\_decay}``).
+mathjax3_config = {
+    "loader": {"load": ["[tex]/textmacros"]},
+    "tex": {"packages": {"[+]": ["textmacros"]}},
+}
+
+# The theme of NumPy, SciPy and pandas: search, light/dark switch, a responsive layout whose code
+# blocks and tables scroll instead of being cut off. Everything it needs ships with the package
+# (no fonts or scripts from a CDN).
+html_theme = "pydata_sphinx_theme"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 html_title = f"fastoptim {release}"
+html_short_title = "fastoptim"
 html_theme_options = {
-    "description": "torch.optim for NumPy arrays",
-    "fixed_sidebar": True,
-    "page_width": "1100px",
+    "logo": {"text": f"fastoptim {release}"},
+    "navbar_end": ["theme-switcher", "navbar-icon-links"],
+    "navbar_persistent": ["search-button"],
+    # the API pages' own structure (signature, parameters, methods) needs the width more than a
+    # table of contents
+    "secondary_sidebar_items": {"[!g]*": ["page-toc"], "guide/*": ["page-toc"], "generated/*": []},
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
 }
+html_theme_options["navbar_center"] = []          # the site navigation is in the left sidebar
+html_sidebars = {"**": ["global-nav"]}
+html_show_sourcelink = False
 nitpicky = False
 
 
@@ -105,6 +129,16 @@ def _draw_scheduler_plots(app):
         plot_schedulers.draw(schedule, out_dir)
 
 
+def _draw_bench_figures(app):
+    """The performance page's plots and summary tables, from docs/_static/bench/results.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import bench_figures
+
+    bench_figures.draw()
+
+
 def _hide_private_bases(app, name, obj, options, bases):
     """Show ``Bases: LRScheduler`` rather than the private mixins a scheduler also derives from."""
     bases[:] = [base for base in bases if not base.__name__.startswith("_")] or bases[-1:]
@@ -112,4 +146,5 @@ def _hide_private_bases(app, name, obj, options, bases):
 
 def setup(app):
     app.connect("builder-inited", _draw_scheduler_plots)
+    app.connect("builder-inited", _draw_bench_figures)
     app.connect("autodoc-process-bases", _hide_private_bases)

@@ -1,11 +1,16 @@
-"""Command line: ``python -m fastoptim {info,demo,bench}``."""
+"""Command line: ``python -m fastoptim {info,demo,bench}`` and ``python -m fastoptim --version``."""
 import argparse
 import sys
+
+from fastoptim._version import __version__
+
+COMMANDS = "info, demo, bench"
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastoptim",
                                      description="fastoptim command line")
+    parser.add_argument("--version", action="version", version=f"fastoptim {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{info,demo,bench}")
     sub.add_parser("info", help="print version, OpenMP, threads and build flags")
     # bench parses its own options (python -m fastoptim bench --help lists them)
@@ -15,11 +20,11 @@ def main(argv=None):
                    add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        from fastoptim.bench import main as bench_main
+        from fastoptim.tools.bench import main as bench_main
 
         return bench_main(rest)
     if args.command == "demo":
-        from fastoptim.demo import main as demo_main
+        from fastoptim.tools.demo import main as demo_main
 
         return demo_main(rest)
     if args.command == "info":
@@ -29,8 +34,11 @@ def main(argv=None):
 
         show_config()
         return 0
-    parser.print_help()
-    return 2
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    # no command: a one-line hint on stderr and exit status 2, like any other usage error
+    parser.exit(2, f"{parser.prog}: error: a command is required: {COMMANDS} "
+                   f"(python -m fastoptim --help for more)\n")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 import fastoptim
-from fastoptim import _bench_peers, bench
-from fastoptim._bench_peers import Case, make_peer
+from fastoptim.tools import bench
+from fastoptim.tools import peers as _bench_peers
+from fastoptim.tools.peers import Case, make_peer
 
 DTYPES = [np.float32, np.float64]
 
@@ -204,7 +205,7 @@ def quick_run(tmp_path_factory):
     """One quick run; with matplotlib (the ``bench`` extra, not the ``test`` one) it also plots."""
     out = tmp_path_factory.mktemp("bench")
     json_path, png_path = out / "bench.json", out / "bench.png"
-    argv = QUICK + ["--json", str(json_path)]
+    argv = QUICK + ["--json", str(json_path), "--csv", str(out / "results.csv")]
     if HAS_MATPLOTLIB:
         argv += ["--plot", str(png_path)]
     status = bench.main(argv)
@@ -217,9 +218,33 @@ def test_quick_run_succeeds(quick_run):
 
 
 @pytest.mark.skipif(not HAS_MATPLOTLIB, reason="matplotlib is not installed (pip install fastoptim[bench])")
-def test_quick_run_writes_a_plot(quick_run):
+def test_quick_run_writes_a_plot_per_workload(quick_run):
     status, report, png_path = quick_run
-    assert png_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    paths = bench.plot_paths(str(png_path), ["10M", "mix"])
+    assert [os.path.basename(p) for p in paths.values()] == ["bench-10M.png", "bench-mix.png"]
+    for path in paths.values():
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_csv_round_trip(quick_run, tmp_path):
+    _, report, _ = quick_run
+    path = tmp_path / "results.csv"
+    bench.write_csv(report["results"], path)
+    back = bench.read_csv(path)
+    assert len(back) == len(report["results"])
+    key = lambda r: (r["workload"], r["optimizer"], r["dtype"], r["threads"], r["peer"])  # noqa: E731
+    original = {key(r): r for r in report["results"]}
+    for r in back:
+        o = original[key(r)]
+        assert r["median_s"] == pytest.approx(o["median_s"], rel=1e-3)
+        assert r["melem_per_s"] == pytest.approx(o["melem_per_s"], rel=1e-3)
+        assert r["agrees"] == o.get("agrees", True)
+    # the summary of the CSV is the summary of the run
+    rows, expected = bench.summary(back), bench.summary(report["results"])
+    assert len(rows) == len(expected)
+    for ours, theirs in zip(rows, expected):
+        assert ours["ratio"] == pytest.approx(theirs["ratio"], rel=1e-3)
 
 
 def test_plot_without_matplotlib_is_a_clear_error(tmp_path, monkeypatch, capsys):
@@ -265,20 +290,66 @@ def test_quick_run_json_structure(quick_run):
             assert r["fastoptim_speedup"] == pytest.approx(1)
     mix = next(r for r in report["results"] if r["workload"] == "mix")
     assert mix["n_arrays"] == 150
-    overhead = {(o["optimizer"], o["peer"]) for o in report["overhead"]}
-    assert {("sgd", "fastoptim"), ("adam", "fastoptim")} <= overhead
-    for o in report["overhead"]:
-        assert o["counts"] == [1, 1000] and len(o["min_step_s"]) == 2
+    assert report["overhead"] == []          # not part of a quick check
 
 
-def test_quick_run_table(quick_run, capsys):
+def test_step_overhead_measurement():
+    records = bench.measure_overhead(("fastoptim",), optimizers=("sgd", "adam"), counts=(1, 50),
+                                     repeats=2, min_time=0.001)
+    assert [(o["optimizer"], o["peer"]) for o in records] == [("sgd", "fastoptim"),
+                                                               ("adam", "fastoptim")]
+    for o in records:
+        assert o["counts"] == [1, 50] and len(o["min_step_s"]) == 2
+        assert o["min_step_s"][0] > 0 and o["fixed_us"] == pytest.approx(
+            o["min_step_s"][0] * 1e6 - o["per_array_us"])
+
+
+def test_quick_report_is_compact_and_shows_no_ratios(quick_run):
     _, report, _ = quick_run
     text = bench.format_report(report)
-    assert "% bound" in text and "fo speedup" in text and "step() overhead" in text
+    assert "QUICK CHECK" in text
+    for ratio in ("% bound", "speedup", "faster by", "step() overhead"):
+        assert ratio not in text
+    # honest names: the quick shapes are not 10M elements
+    assert "64k" in text and "mix-35k" in text and "10M" not in text
+    # the default quick run (every workload, optimizer and dtype, one thread count) fits in 40 lines
+    full = dict(report, results=[
+        dict(r, workload=w, optimizer=o, dtype=d, threads=2)
+        for w in bench.WORKLOADS for o in bench.OPTIMIZERS for d in bench.DTYPES
+        for r in report["results"] if r["workload"] == "10M" and r["optimizer"] == "sgd"
+        and r["threads"] == 2])
+    assert len(bench.format_report(full).splitlines()) <= 40
+
+
+def test_full_report_table_and_summary(quick_run):
+    _, report, _ = quick_run
+    full = dict(report, settings=dict(report["settings"], quick=False))
+    text = bench.format_report(full)
+    assert "% bound" in text and "fo speedup" in text and "fastest peer" in text
     rst = bench.format_table(report["results"], "rst")
     lines = rst.splitlines()
     assert lines[0] == lines[2] == lines[-1] and set(lines[0]) == {"=", " "}
     assert len(lines) == 4 + len(report["results"])
+    rows = bench.summary(report["results"])
+    assert len(rows) == len({(r["workload"], r["optimizer"], r["dtype"], r["threads"])
+                             for r in report["results"]})
+    for row in rows:
+        cell = {r["peer"]: r for r in report["results"]
+                if (r["workload"], r["optimizer"], r["dtype"], r["threads"])
+                == (row["workload"], row["optimizer"], row["dtype"], row["threads"])}
+        others = [r for p, r in cell.items() if p not in ("bound", "fastoptim", "fastoptim-class")]
+        best = min(others, key=lambda r: r["median_s"])
+        assert row["best_peer"] == best["peer"]
+        ours = cell.get("fastoptim-class", cell["fastoptim"])
+        assert row["ratio"] == pytest.approx(best["median_s"] / ours["median_s"])
+
+
+def test_run_time_estimate_grows_with_the_work():
+    small = bench.estimate_seconds(["10M"], ["sgd"], ["float32"], [1], [])
+    big = bench.estimate_seconds(["10M", "mix"], ["sgd", "adam"], ["float32", "float64"], [1, 2],
+                                 ["numpy", "torch-fused"])
+    assert 0 < small < big
+    assert bench._duration(30) == "30 s" and bench._duration(600) == "10 min"
 
 
 def test_a_peer_that_disagrees_fails_the_run(monkeypatch, capsys):
@@ -299,7 +370,7 @@ def test_a_peer_that_disagrees_fails_the_run(monkeypatch, capsys):
                          "--no-overhead", "--quiet"])
     captured = capsys.readouterr()
     assert status == 1
-    assert "numpy (MISMATCH)" in captured.out
+    assert "MISMATCH" in captured.out and "numpy" in captured.out
     assert "disagree with fastoptim" in captured.err
 
 
@@ -351,3 +422,16 @@ def test_memory_estimate_refuses_what_cannot_fit(monkeypatch):
     monkeypatch.setattr(bench, "_available_memory", lambda: 2**30)
     with pytest.raises(bench.BenchError, match="needs about .* GiB"):
         bench.run(["100M"], ["adam"], ["float32"], [1], ["numpy"], overhead=False, quiet=True)
+
+
+def test_a_full_run_says_how_long_it_will_take(monkeypatch, capsys):
+    def fake_cell(workload, config, dtype, threads, peers, **kwargs):
+        return [], []
+
+    monkeypatch.setattr(bench, "run_cell", fake_cell)
+    bench.run(["10M"], ["sgd"], ["float32"], [1], [], overhead=False)
+    err = capsys.readouterr().err.splitlines()
+    assert "this takes about" in err[0] and "1 workload x optimizer x dtype cells" in err[0]
+    assert err[-1].endswith("1/1 done")
+    bench.run(["10M"], ["sgd"], ["float32"], [1], [], overhead=False, quick=True)
+    assert "takes about" not in capsys.readouterr().err      # a quick check is quick

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastoptim as fo
-from fastoptim import demo
+from fastoptim.tools import demo
 
 ERROR_PREFIX = "python -m fastoptim demo: error: "
 DIGEST = re.compile(r"final params sha256: ([0-9a-f]{64})")
@@ -281,6 +281,20 @@ def test_demo_help_and_info():
     assert fo.__version__ in info.stdout
     top = cli("--help", check_rc=0)
     assert "demo" in top.stdout and "info" in top.stdout
+
+
+def test_version_and_bare_command():
+    version = cli("--version", check_rc=0)
+    assert version.stdout.strip() == f"fastoptim {fo.__version__}"
+    bare = cli()
+    assert bare.returncode == 2 and bare.stdout == ""
+    assert bare.stderr.splitlines() == [
+        "python -m fastoptim: error: a command is required: info, demo, bench "
+        "(python -m fastoptim --help for more)"]
+    stray = cli("--frobnicate")
+    assert stray.returncode == 2
+    assert stray.stderr.splitlines()[-1] == \
+        "python -m fastoptim: error: unrecognized arguments: --frobnicate"
 
 
 def test_backward_matches_finite_differences():

@@ -1,4 +1,4 @@
-"""The contestants of the benchmark suite (``python -m fastoptim bench``, see :mod:`fastoptim.bench`).
+"""The contestants of the benchmark suite (``python -m fastoptim bench``, see :mod:`fastoptim.tools.bench`).
 
 Every peer takes one :class:`Case` (the workload's shapes, a dtype, an optimizer configuration,
 initial parameters and fixed gradients), copies the parameters, allocates its own state and
@@ -27,7 +27,7 @@ class Case:
         Shape of each parameter array.
     dtype : numpy dtype
         float32 or float64.
-    config : fastoptim.bench.OptimizerConfig
+    config : fastoptim.tools.bench.OptimizerConfig
         The optimizer and its hyperparameters.
     seed : int, default 0
         Seed of the initial parameters and the gradients (standard normal).

@@ -1,7 +1,7 @@
 """asv benchmarks: fastoptim's step times tracked across commits (see benchmarks/README.md).
 
 The workloads, optimizer configurations, peers and bandwidth kernel are those of
-``python -m fastoptim bench`` (``fastoptim/bench.py``), imported from the installed package, so the
+``python -m fastoptim bench`` (``fastoptim/tools/bench.py``), imported from the installed package, so the
 two suites always measure the same thing. asv runs one benchmark at a time; the side-by-side
 comparison with NumPy, torch and optax in one process is the job of ``python -m fastoptim bench``.
 The 100M workload is left out here (it needs several GB per benchmark process).
@@ -9,8 +9,8 @@ The 100M workload is left out here (it needs several GB per benchmark process).
 import numpy as np
 
 import fastoptim
-from fastoptim import bench
-from fastoptim._bench_peers import Case, make_peer, unavailable_reason
+from fastoptim.tools import bench
+from fastoptim.tools.peers import Case, make_peer, unavailable_reason
 
 WORKLOADS = [w for w in bench.WORKLOADS if w != "100M"]
 OPTIMIZERS = list(bench.OPTIMIZERS)
