@@ -8,7 +8,6 @@ needs MPI; this subpackage needs ``mpi4py`` and an MPI runtime::
 
 See the "Scaling out" page of the documentation.
 """
-from fastoptim.distributed._mpi import MPI  # noqa: F401  (raises the install hint if missing)
 from fastoptim.distributed.data_parallel import (
     DistributedOptimizer,
     allreduce_gradients,

@@ -6,7 +6,7 @@ import numpy as np
 from fastoptim.optimizer import Optimizer
 from fastoptim.distributed._collectives import GradientAverager
 from fastoptim.distributed._mpi import (
-    MPI, agree, apply_everywhere, check_root, resolve_comm, signature_hash,
+    agree, apply_everywhere, check_root, resolve_comm, signature_hash,
 )
 
 __all__ = [

@@ -147,3 +147,28 @@ def test_a_rank_that_raises_ends_the_whole_job(tmp_path):
     saved = fo.load(checkpoint)                    # complete, loadable, self-consistent
     assert 1 <= saved["step"] <= 21
     np.testing.assert_array_equal(saved["p"], np.full(4096, -0.5 * saved["step"], np.float32))
+
+
+def _demo(command, ranks, *args, cwd):
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run(
+        command + ["-n", str(ranks), sys.executable, "-m", "mpi4py", "-m", "fastoptim", "demo",
+                   "--distributed", "--log-every", "1000", "--threads", "1", *args],
+        capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    digest = result.stdout.split("params sha256: ")[1].split()[0]
+    return digest
+
+
+def test_distributed_demo_resumes_exactly_and_on_another_world_size(tmp_path):
+    command = _mpirun()
+    whole = _demo(command, 2, "--steps", "30", "--out", "a", cwd=tmp_path)
+    _demo(command, 2, "--steps", "30", "--stop-after", "15", "--out", "b", cwd=tmp_path)
+    shutil.copytree(tmp_path / "b", tmp_path / "c")
+    assert _demo(command, 2, "--resume", "--out", "b", cwd=tmp_path) == whole  # bit for bit
+    other = _demo(command, 3, "--resume", "--out", "c", cwd=tmp_path)       # 3 ranks go on
+    import fastoptim as fo
+
+    saved = fo.load(tmp_path / "c" / "checkpoint.fo")
+    assert saved["step"] == 30 and saved["format"] == "fastoptim-demo"
+    assert other != whole   # the batch is split in 3 shards: another rounding of the same sums
