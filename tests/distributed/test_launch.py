@@ -172,3 +172,20 @@ def test_distributed_demo_resumes_exactly_and_on_another_world_size(tmp_path):
     saved = fo.load(tmp_path / "c" / "checkpoint.fo")
     assert saved["step"] == 30 and saved["format"] == "fastoptim-demo"
     assert other != whole   # the batch is split in 3 shards: another rounding of the same sums
+
+
+def test_distributed_bench_smoke(tmp_path):
+    command = _mpirun()
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        command + ["-n", "2", sys.executable, "-m", "mpi4py", "-m", "fastoptim", "bench",
+                   "--distributed", "--quick", "--no-torch", "--steps", "1", "--repeats", "1",
+                   "--json", str(out)],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "fastoptim ZeRO(Adam, average_gradients=True)" in result.stdout
+    import json
+
+    report = json.loads(out.read_text())
+    assert report["ranks"] == 2 and all(v > 0 for v in report["step_ms"].values())
