@@ -132,6 +132,13 @@ class _TorchPeer:
         self.opt.step()
 
 
+def _zero_collectives(zero):
+    """Collectives of one ZeroRedundancyOptimizer(average_gradients=True) step."""
+    dtypes = len({p.dtype for g in zero.param_groups for p in g["params"]})
+    # layout check + reduce-scatter per dtype + failure flag + broadcasts + allgather per dtype
+    return 1 + dtypes + 1 + len(zero._direct) + len(zero._param_layouts)
+
+
 def _init_gloo(comm):
     import torch.distributed as dist
 
@@ -189,7 +196,13 @@ def run(args, comm):
     grads_only = [fo.Parameter(np.zeros(s, np.float32)) for s in shapes]
     for p, a in zip(grads_only, arrays):
         p.grad = a
+    tiny = np.zeros(2, np.int64)
+    local_opt = fo.Adam(peers["fastoptim DistributedOptimizer(Adam)"].params, lr=LR)
+    peers["fastoptim Adam step alone (no communication)"] = type(
+        "_Local", (), {"step": staticmethod(lambda: local_opt.step())})()
     transfers = {
+        "raw MPI.Allreduce, 16 bytes (latency)": lambda: comm.Allreduce(MPI.IN_PLACE, tiny,
+                                                                        op=MPI.MAX),
         "raw MPI.Allreduce, one buffer": lambda: comm.Allreduce(MPI.IN_PLACE, one, op=MPI.SUM),
         "raw MPI.Allreduce, one call per array": lambda: [
             comm.Allreduce(MPI.IN_PLACE, a, op=MPI.SUM) for a in arrays],
@@ -214,10 +227,16 @@ def run(args, comm):
     if not args.no_torch and torch_note is None:
         dist.destroy_process_group()
 
-    report = {"ranks": n, "threads_per_rank": threads, "elements": elements, "bytes": nbytes,
+    collectives = {
+        "dp": len(peers["fastoptim DistributedOptimizer(Adam)"].opt._fo_distributed.averager
+                  ._plans.popitem()[1].units) + 1,
+        "zero": _zero_collectives(peers["fastoptim ZeRO(Adam, average_gradients=True)"].opt),
+    }
+    report = {"ranks": n, "collectives": collectives, "threads_per_rank": threads, "elements": elements, "bytes": nbytes,
               "quick": args.quick, "steps": args.steps, "repeats": args.repeats,
               "step_ms": {k: 1e3 * statistics.median(v) for k, v in step_times.items()},
               "allreduce_ms": {k: 1e3 * statistics.median(v) for k, v in transfer_times.items()}}
+    report["projection"] = project(report)
     if rank == 0:
         print(format_report(report, torch_note))
         if args.json:
@@ -239,11 +258,66 @@ def format_report(report, note=None):
     lines += ["", "gradient allreduce alone (algorithm bandwidth = bytes / time):"]
     raw = report["allreduce_ms"]["raw MPI.Allreduce, one buffer"]
     for name, ms in report["allreduce_ms"].items():
+        if "16 bytes" in name:
+            lines.append(f"  {name:58s} {ms * 1e3:9.1f} us")
+            continue
         lines.append(f"  {name:58s} {ms:9.2f} ms {report['bytes'] / ms / 1e6:7.2f} GB/s "
                      f"{100 * raw / ms:6.1f}% of raw MPI")
+    lines += ["", "projection (the model of docs 'Scaling out'; link speed and latency assumed, "
+              "the Adam step and copy costs measured above):",
+              f"  {'ranks':>5s} {'link':>9s} {'DP step':>10s} {'eff.':>6s} {'ZeRO step':>10s} "
+              f"{'eff.':>6s}  bottleneck"]
+    for row in report["projection"]:
+        lines.append(f"  {row['ranks']:5d} {row['gbps']:6.0f} Gb/s {row['dp_ms']:8.1f} ms "
+                     f"{100 * row['dp_eff']:5.1f}% {row['zero_ms']:8.1f} ms "
+                     f"{100 * row['zero_eff']:5.1f}%  {row['bottleneck']}")
     if note:
         lines += ["", note]
     return "\n".join(lines)
+
+
+# assumed per-message latencies (not measured here): TCP over 25 Gb/s Ethernet, RDMA at 100 Gb/s
+LINK_LATENCY_S = {25: 10e-6, 100: 2e-6}
+
+
+def project(report, ranks=(8, 64, 512), links=(25, 100)):
+    """Project the averaged step to ``ranks`` ranks, one per node, on links of ``links`` Gb/s.
+
+    Model (bandwidth-optimal collectives; every rank holds the whole model):
+
+    * data parallel: ``t = t_adam + t_div + 2 (n-1)/n * B / W + c_dp * 2 (n-1) * alpha``
+    * ZeRO, reduce-scatter + parameter exchange:
+      ``t = t_adam / n + t_copy + 2 (n-1)/n * B / W + c_zero * 2 (n-1) * alpha``
+
+    ``B`` is the gradient bytes, ``W`` the link bandwidth, ``alpha`` the per-message latency,
+    ``c`` the collectives per step; ``t_adam`` (the Adam step on all parameters),
+    ``t_div``/``t_copy`` (averaging and packing passes) come from this run's measurements.
+    Efficiency is ``t_adam / t``: the single-process step against the averaged one, for the
+    same per-rank work (weak scaling), forward and backward passes excluded.
+    """
+    step = report["step_ms"]
+    transfer = report["allreduce_ms"]
+    t_adam = step["fastoptim Adam step alone (no communication)"] / 1e3
+    # passes over the gradients measured on this machine: averaging = average - sum
+    t_div = max(0.0, transfer["fastoptim allreduce_gradients (average)"]
+                - transfer["fastoptim allreduce_gradients(average=False)"]) / 1e3
+    t_copy = 2 * t_div  # packing and unpacking: about two passes like the division
+    nbytes = report["bytes"]
+    rows = []
+    for gbps in links:
+        bandwidth = gbps / 8 * 1e9
+        alpha = LINK_LATENCY_S[gbps]
+        for n in ranks:
+            wire = 2 * (n - 1) / n * nbytes / bandwidth
+            latency = 2 * (n - 1) * alpha
+            dp = t_adam + t_div + wire + report["collectives"]["dp"] * latency
+            zero = t_adam / n + t_copy + wire + report["collectives"]["zero"] * latency
+            parts = {"link bandwidth": wire, "message latency":
+                     report["collectives"]["zero"] * latency, "optimizer step": t_adam / n}
+            rows.append({"ranks": n, "gbps": gbps, "dp_ms": 1e3 * dp, "dp_eff": t_adam / dp,
+                         "zero_ms": 1e3 * zero, "zero_eff": t_adam / zero,
+                         "bottleneck": max(parts, key=parts.get)})
+    return rows
 
 
 def build_parser():
