@@ -135,8 +135,8 @@ class _TorchPeer:
 def _zero_collectives(zero):
     """Collectives of one ZeroRedundancyOptimizer(average_gradients=True) step."""
     dtypes = len({p.dtype for g in zero.param_groups for p in g["params"]})
-    # layout check + reduce-scatter per dtype + failure flag + broadcasts + allgather per dtype
-    return 1 + dtypes + 1 + len(zero._direct) + len(zero._param_layouts)
+    # layout check + reduce-scatter per dtype + allgather per dtype (with the failure flags)
+    return 1 + 2 * dtypes
 
 
 def _init_gloo(comm):

@@ -5,7 +5,7 @@ import numpy as np
 
 from fastoptim.optimizer import Optimizer
 from fastoptim.distributed._collectives import (
-    DIRECT_BYTES, _Scratch, hash_layout, mpi_type, reduce_scatter,
+    _Scratch, hash_layout, mpi_type, reduce_scatter,
 )
 from fastoptim.distributed._partition import partition_parameters
 from fastoptim.distributed._mpi import (
@@ -28,10 +28,11 @@ def _sync_param_groups(src_groups, dst_groups):
 class _PackedLayout:
     """Per dtype, the arrays of every rank laid out rank after rank in one buffer."""
 
-    def __init__(self, per_rank, n):
-        # per_rank[r]: list of (param, size) of rank r, for one dtype
+    def __init__(self, per_rank, n, extra=0):
+        # per_rank[r]: list of (param, size) of rank r, for one dtype; ``extra`` more elements
+        # at the end of every rank's segment (the step's failure flag)
         self.per_rank = per_rank
-        self.counts = [sum(size for _, size in entries) for entries in per_rank]
+        self.counts = [sum(size for _, size in entries) + extra for entries in per_rank]
         self.displs = [0] * n
         for r in range(1, n):
             self.displs[r] = self.displs[r - 1] + self.counts[r - 1]
@@ -171,21 +172,21 @@ class ZeroRedundancyOptimizer(Optimizer):
                     self._owner[id(p)] = rank
         self._all_params = [p for group in self.param_groups for p in group["params"]]
         self._index = {id(p): i for i, p in enumerate(self._all_params)}
-        # parameters of at least DIRECT_BYTES: broadcast in place from their owner; smaller ones:
-        # packed per dtype and allgathered (one collective per dtype)
-        self._direct = []
-        small = {}
+        # the updated parameters travel packed per dtype, rank after rank, in one Allgatherv per
+        # dtype; the first buffer also carries each rank's "my step failed" flag. (One collective
+        # per dtype instead of torch's broadcast per parameter: on a busy machine every collective
+        # costs a scheduling round trip; in place, the copies cost about as much as the
+        # broadcasts saved.)
+        by_dtype = {}
         for rank, groups in enumerate(self._partition):
             for group in groups:
                 for p in group["params"]:
-                    if p.nbytes >= DIRECT_BYTES:
-                        self._direct.append((p, rank))
-                    elif p.size:
-                        small.setdefault(p.dtype.char, [[] for _ in range(n)])[rank].append(
+                    if p.size:
+                        by_dtype.setdefault(p.dtype.char, [[] for _ in range(n)])[rank].append(
                             (p, p.size))
         self._param_layouts = []
-        for char in sorted(small):
-            layout = _PackedLayout(small[char], n)
+        for k, char in enumerate(sorted(by_dtype)):
+            layout = _PackedLayout(by_dtype[char], n, extra=1 if k == 0 else 0)
             self._param_layouts.append((layout, np.empty(layout.total, dtype=np.dtype(char))))
         self._grad_layouts = {}
 
@@ -230,38 +231,43 @@ class ZeroRedundancyOptimizer(Optimizer):
             loss = self.optim.step() if local_closure is None else self.optim.step(local_closure)
         except Exception as exc:  # raised below on this rank, after the others know
             error = exc
-        if self.world_size > 1:
-            flags = np.array([error is not None], dtype=np.int32)
-            self.comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.SUM)
-            if flags[0]:
-                if error is not None:
-                    raise error
-                raise RuntimeError(
-                    f"the optimizer step failed on {int(flags[0])} other rank(s) (see their "
-                    "error); this rank's partition was stepped, theirs was not, so the ranks "
-                    "now disagree: reload the last checkpoint"
-                )
-        elif error is not None:
-            raise error
+        failed = self._share_params(error is not None)
+        if failed:
+            if error is not None:
+                raise error
+            raise RuntimeError(
+                f"the optimizer step failed on rank(s) {failed} (see their error); this rank's "
+                "partition was stepped and theirs was not, so the ranks now disagree: reload "
+                "the last checkpoint"
+            )
         _sync_param_groups(self.optim.param_groups, self.param_groups)
-        self._broadcast_params()
         return loss
 
-    def _broadcast_params(self):
-        comm = self.comm
-        if self.world_size == 1:
-            return
-        for p, owner in self._direct:
-            comm.Bcast([p.reshape(-1), mpi_type(p.dtype)], root=owner)
-        for layout, buffer in self._param_layouts:
+    def _share_params(self, failed):
+        """Send this rank's updated parameters to every rank and receive theirs (one Allgatherv
+        per dtype), with the ranks' failure flags; returns the ranks whose step failed (then no
+        parameter is updated from the others)."""
+        comm, n = self.comm, self.world_size
+        if n == 1:
+            return [0] if failed else []
+        if not self._param_layouts:  # no parameter with elements: only the flags
+            return [r for r, f in enumerate(comm.allgather(failed)) if f]
+        for k, (layout, buffer) in enumerate(self._param_layouts):
             for param, view in layout.views(buffer, self.rank):
                 np.copyto(view, param)
-            datatype = mpi_type(buffer.dtype)
-            comm.Allgatherv(MPI.IN_PLACE, [buffer, (layout.counts, layout.displs), datatype])
-            for rank in range(self.world_size):
+            if k == 0:
+                buffer[layout.displs[self.rank] + layout.counts[self.rank] - 1] = failed
+            comm.Allgatherv(MPI.IN_PLACE,
+                            [buffer, (layout.counts, layout.displs), mpi_type(buffer.dtype)])
+            if k == 0:
+                bad = [r for r in range(n) if buffer[layout.displs[r] + layout.counts[r] - 1]]
+                if bad:
+                    return bad
+            for rank in range(n):
                 if rank != self.rank:
                     for param, view in layout.views(buffer, rank):
                         np.copyto(param, view)
+        return []
 
     def _reduce_scatter_gradients(self):
         """Average the gradients over the ranks; this rank receives its partition's averages."""
