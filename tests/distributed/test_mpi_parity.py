@@ -30,6 +30,24 @@ def feed_reference(params, step, n=N):
         p.grad = g
 
 
+def train_side_by_side(params, opt, sched, reference, ref, ref_sched, average=None):
+    """STEPS steps of the distributed optimizer on this rank's gradients and of the unsharded
+    reference on the averaged ones; returns the (lr, group 0) pairs seen after each step."""
+    seen = []
+    for step in range(STEPS):
+        feed(params, step)
+        if average is not None:
+            average(flat(params))
+        opt.step()
+        sched.step()
+        feed_reference(reference, step)
+        ref.step()
+        ref_sched.step()
+        seen.append(((sched.get_last_lr(), dict(opt.param_groups[0], params=None)),
+                     (ref_sched.get_last_lr(), dict(ref.param_groups[0], params=None))))
+    return seen
+
+
 def test_launched_on_several_ranks():
     assert N >= 2, "run these tests with mpirun -n 2 (or more)"
 
@@ -44,15 +62,9 @@ def test_distributed_optimizer_bitwise(name, kwargs):
     sched = fo.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
     ref_sched = fo.lr_scheduler.StepLR(ref, step_size=10, gamma=0.5)
     assert isinstance(opt, cls) and isinstance(opt, fo.Optimizer)
-    for step in range(STEPS):
-        feed(params, step)
-        opt.step()
-        sched.step()
-        feed_reference(reference, step)
-        ref.step()
-        ref_sched.step()
+    for ours, theirs in train_side_by_side(params, opt, sched, reference, ref, ref_sched):
+        assert ours == theirs
     assert opt._step_count == STEPS
-    assert sched.get_last_lr() == ref_sched.get_last_lr()
     assert_bitwise(flat(params), flat(reference))
     assert_same_on_all_ranks(COMM, flat(params))
     assert_state_dicts_equal(opt.state_dict(), ref.state_dict())
@@ -69,15 +81,9 @@ def test_zero_bitwise(name, kwargs, average_gradients):
     ref = cls(groups_of(reference), **kwargs)
     sched = fo.lr_scheduler.StepLR(zero, step_size=10, gamma=0.5)
     ref_sched = fo.lr_scheduler.StepLR(ref, step_size=10, gamma=0.5)
-    for step in range(STEPS):
-        feed(params, step)
-        if not average_gradients:
-            fd.allreduce_gradients(flat(params))
-        zero.step()
-        sched.step()
-        feed_reference(reference, step)
-        ref.step()
-        ref_sched.step()
+    for ours, theirs in train_side_by_side(params, zero, sched, reference, ref, ref_sched,
+                                           None if average_gradients else fd.allreduce_gradients):
+        assert ours == theirs
     assert zero._step_count == STEPS
     assert [g["lr"] for g in zero.param_groups] == [g["lr"] for g in ref.param_groups]
     assert_bitwise(flat(params), flat(reference))
@@ -123,17 +129,9 @@ def test_one_cycle_scheduler_on_both_wrappers():
         ref = fo.Adam(groups_of(reference), lr=1e-3)
         sched = fo.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=40)
         ref_sched = fo.lr_scheduler.OneCycleLR(ref, max_lr=0.01, total_steps=40)
-        lrs, ref_lrs = [], []
-        for step in range(STEPS):
-            feed(params, step)
-            opt.step()
-            sched.step()
-            feed_reference(reference, step)
-            ref.step()
-            ref_sched.step()
-            lrs.append((sched.get_last_lr(), opt.param_groups[0]["betas"]))
-            ref_lrs.append((ref_sched.get_last_lr(), ref.param_groups[0]["betas"]))
-        assert lrs == ref_lrs
+        seen = train_side_by_side(params, opt, sched, reference, ref, ref_sched)
+        assert [ours for ours, _ in seen] == [theirs for _, theirs in seen]
+        assert len({ours[1]["betas"] for ours, _ in seen}) > 1       # betas did cycle
         assert_bitwise(flat(params), flat(reference))
         results.append(wrap)
     assert results == ["dp", "zero"]
