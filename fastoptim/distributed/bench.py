@@ -133,10 +133,11 @@ class _TorchPeer:
 
 
 def _zero_collectives(zero):
-    """Collectives of one ZeroRedundancyOptimizer(average_gradients=True) step."""
+    """Reductions of one ZeroRedundancyOptimizer(average_gradients=True) step, counted like a
+    bucket of data parallel (about 2 (n-1) messages per rank each)."""
     dtypes = len({p.dtype for g in zero.param_groups for p in g["params"]})
-    # layout check + reduce-scatter per dtype + allgather per dtype (with the failure flags)
-    return 1 + 2 * dtypes
+    # layout check + per dtype: reduce-scatter (n-1 messages) and allgather (n-1 messages)
+    return 1 + dtypes
 
 
 def _init_gloo(comm):
@@ -301,7 +302,8 @@ def project(report, ranks=(8, 64, 512), links=(25, 100)):
       ``t_copy`` four passes over the gradients (pack and unpack, gradients and parameters)
 
     ``B`` is the gradient bytes, ``W`` the link bandwidth, ``alpha`` the per-message latency,
-    ``c`` the collectives per step; ``t_adam`` (the Adam step on all parameters) and ``t_div``
+    ``c`` the reductions per step (buckets, and the layout check), each an ``Alltoallv`` and an
+    ``Allgatherv`` of ``n-1`` messages per rank; ``t_adam`` (the Adam step on all parameters) and ``t_div``
     (one pass over the gradients) come from this run's measurements.
     Efficiency is ``t_adam / t``: the single-process step against the averaged one, for the
     same per-rank work (weak scaling), forward and backward passes excluded.

@@ -63,9 +63,11 @@ def allreduce_gradients(params, average=True, comm=None, bucket_cap_mb=25):
     comm : mpi4py.MPI.Intracomm, optional
         The ranks to average over; default ``MPI.COMM_WORLD``.
     bucket_cap_mb : float, default 25
-        Gradients smaller than 1 MiB are packed into buckets of at most this many MiB (as in
-        torch's DDP), so a model with many small arrays needs few collectives. Larger gradients
-        are reduced in place, as their own collective, without a copy.
+        Gradients are packed, per dtype and in order, into buckets of at most this many MiB
+        (as in torch's DDP), one reduction per bucket, so a model with many small arrays needs
+        few collectives; a gradient of at least this size is reduced in place, without a copy.
+        Larger buckets mean fewer collectives (what matters on a busy machine or with many
+        ranks) for more memory: up to one extra copy of the gradients.
 
     Raises
     ------

@@ -57,7 +57,9 @@ def test_distributed_optimizer_bitwise(name, kwargs):
     cls = optimizer_class(name)
     shapes = LARGE_SHAPES if name == "Adam" else SHAPES
     params, reference = make_params(shapes=shapes), make_params(shapes=shapes)
-    opt = fd.DistributedOptimizer(cls(groups_of(params), **kwargs))
+    # with 1 MiB buckets the two arrays over 1 MiB are reduced in place, the rest is packed
+    opt = fd.DistributedOptimizer(cls(groups_of(params), **kwargs),
+                                  bucket_cap_mb=1 if name == "Adam" else 25)
     ref = cls(groups_of(reference), **kwargs)
     sched = fo.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
     ref_sched = fo.lr_scheduler.StepLR(ref, step_size=10, gamma=0.5)
@@ -145,8 +147,11 @@ def test_allreduce_gradients_sum_readonly_and_strided():
     base = np.zeros((ps[1].size, 2), ps[1].dtype)
     base[:, 0] = ps[1].grad
     ps[1].grad = base[:, 0]                            # strided view: updated in place
-    big = ps[3].grad
-    fd.allreduce_gradients(ps, average=False)
+    big = ps[3].grad                                   # over 1 MiB: reduced in place
+    strided = np.zeros((ps[-1].size, 2), ps[-1].dtype)
+    strided[:, 0] = ps[-1].grad.reshape(-1)
+    ps[-1].grad = strided[:, 0].reshape(ps[-1].shape)  # over 1 MiB and strided: via a copy
+    fd.allreduce_gradients(ps, average=False, bucket_cap_mb=1)
     all_grads = [rank_grads(ps, 0, r) for r in range(N)]
     expected = []
     for per_param in zip(*all_grads):
@@ -156,6 +161,7 @@ def test_allreduce_gradients_sum_readonly_and_strided():
         expected.append(acc)
     assert_bitwise([p.grad for p in ps], expected)
     assert np.shares_memory(ps[1].grad, base) and ps[3].grad is big
+    assert np.shares_memory(ps[-1].grad, strided)
     assert ps[0].grad.flags.writeable
 
 
@@ -163,7 +169,7 @@ def test_allreduce_buffers_are_reused():
     from fastoptim.distributed import data_parallel
 
     params = make_params(shapes=LARGE_SHAPES)
-    opt = fd.DistributedOptimizer(fo.SGD(groups_of(params), lr=0.1))
+    opt = fd.DistributedOptimizer(fo.SGD(groups_of(params), lr=0.1), bucket_cap_mb=1)
     feed(params, 0)
     opt.step()
     averager = opt._fo_distributed.averager
