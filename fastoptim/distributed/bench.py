@@ -277,7 +277,7 @@ def format_report(report, note=None):
     lines += ["", "projection (the model of docs 'Scaling out'; link speed and latency assumed, "
               "the Adam step and copy costs measured above):",
               f"  {'ranks':>5s} {'link':>9s} {'DP step':>10s} {'eff.':>6s} {'ZeRO step':>10s} "
-              f"{'eff.':>6s}  bottleneck"]
+              f"{'eff.':>6s}  ZeRO's largest term"]
     for row in report["projection"]:
         lines.append(f"  {row['ranks']:5d} {row['gbps']:6.0f} Gb/s {row['dp_ms']:8.1f} ms "
                      f"{100 * row['dp_eff']:5.1f}% {row['zero_ms']:8.1f} ms "
