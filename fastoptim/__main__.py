@@ -19,6 +19,11 @@ def main(argv=None):
     sub.add_parser("demo", help="train a small NumPy network with checkpoints and exact resume",
                    add_help=False)
     args, rest = parser.parse_known_args(argv)
+    if args.command in ("bench", "demo") and "--distributed" in rest:  # under mpirun
+        from importlib import import_module
+
+        rest.remove("--distributed")
+        return import_module(f"fastoptim.distributed.{args.command}").main(rest)
     if args.command == "bench":
         from fastoptim.tools.bench import main as bench_main
 
