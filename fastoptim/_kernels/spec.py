@@ -344,7 +344,9 @@ else:
 m[i] = mi
 ui = u[i] * beta2                                 # exp_inf.mul_(beta2)
 e = _abs(d) + eps                                 # grad.abs().add_(eps)
-ui = ui if (ui > e or ui != ui) else e            # torch.maximum(..., out=exp_inf): NaN-propagating
+# torch.maximum(exp_inf, ..., out=exp_inf): NaN-propagating, as two selects (they vectorise)
+e = ui if ui > e else e
+ui = ui if ui != ui else e
 u[i] = ui
 p[i] = p[i] + (neg_clr * mi) / ui                 # param.addcdiv_(exp_avg, exp_inf, value=-clr)
 """,
