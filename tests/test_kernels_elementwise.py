@@ -204,8 +204,9 @@ TORCH_RUNS = {"single": dict(foreach=False), "foreach": dict(foreach=True),
               "ieee": dict(foreach=False, ieee=True)}
 
 
-def run_case(case, seed, dtype, n_arrays=12, steps=STEPS, threads=1, torch_runs=tuple(TORCH_RUNS), last=1031):
-    """fastoptim's trajectory and torch's (``torch_runs``: its single-tensor path, its foreach
+def run_case(case, seed, dtype, n_arrays=12, steps=STEPS, threads=1, torch_runs=tuple(TORCH_RUNS), last=1031,
+             specials=False):
+    """fastoptim's trajectory and torch's (``specials``: gradients hold NaN, infinities and zeros) (``torch_runs``: its single-tensor path, its foreach
     path, its single-tensor path with the IEEE square root) from the same start on the same
     gradients. Returns ``{run: params followed by every state buffer}`` with run "fo" for
     fastoptim, and the config."""
@@ -229,6 +230,9 @@ def run_case(case, seed, dtype, n_arrays=12, steps=STEPS, threads=1, torch_runs=
     try:
         for _ in range(steps):
             grads = [rng.standard_normal(p.shape).astype(dtype) for p in params]
+            if specials:
+                for gr in grads:
+                    gr[rng.random(gr.shape) < 0.05] = rng.choice([np.nan, np.inf, -np.inf, 0.0, -0.0])
             case.fo_call(fo_params, grads, fo_state, fo_steps, cfg)
             for run, (tp, tst, tsteps) in runs.items():
                 with ieee_sqrt() if TORCH_RUNS[run].get("ieee") else contextlib.nullcontext():
@@ -278,6 +282,22 @@ def test_bitwise_equal_to_torch_single_tensor_path(name, seed, dtype):
     out, cfg = run_case(case, seed, dtype, torch_runs=runs)
     mism, total, worst, _ = deviation(out["fo"], out[runs[0]])
     assert mism == 0, (cfg, mism, total, worst)
+
+
+@needs_torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_special_values_like_torch(name, dtype):
+    """NaN, infinities and signed zeros in the gradients: the same values as torch's single-tensor
+    path (NaN where torch has NaN, whatever its sign and payload)."""
+    case = CASES[name]
+    runs = golden_runs(case)
+    with np.errstate(all="ignore"):
+        out, cfg = run_case(case, 5, dtype, n_arrays=6, steps=6, torch_runs=runs, specials=True)
+    for a, b in zip(out["fo"], out[runs[0]]):
+        nan = np.isnan(a)
+        assert np.array_equal(nan, np.isnan(b)), cfg
+        assert np.array_equal(a[~nan].view(np.uint8), b[~nan].view(np.uint8)), cfg
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

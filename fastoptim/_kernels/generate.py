@@ -138,7 +138,13 @@ class KernelView:
                                                                     "bint check_overlap=True"])
 
     def doc(self):
-        return self.spec.doc
+        """The spec's docstring and what every entry point shares."""
+        shared = []
+        if self.spec.steps:
+            shared.append("``state_steps`` holds each param's step count before the step and is incremented in place.")
+        shared.append("Everything is validated before any array%s is modified."
+                      % (" or step count" if self.spec.steps else ""))
+        return self.spec.doc.rstrip() + "\n\n    " + "\n    ".join(shared)
 
     def lists_tuple(self):
         return "(" + "".join(f"{name}, " for name in self.spec.lists) + ")"

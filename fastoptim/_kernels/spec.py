@@ -47,18 +47,18 @@ class Flag:
 class KernelSpec:
     name: str
     buffers: tuple                     # torch's per-parameter state-array keys, in kernel argument order
-    optional: dict                     # {buffer key: group option that enables it}
     work_per_element: int              # thread cost of one element, in SGD elements
     lists: tuple                       # the entry point's argument name of each buffer's list
     pointers: tuple                    # each buffer's name in the element body
-    when: dict                         # {buffer key: C condition over the arguments under which it is used}
     arguments: str                     # keyword-only arguments of the entry point (Cython)
     consts: tuple                      # ((name, expression), ...) cast once per call to the dtype
     switches: tuple                    # ((name, C int expression), ...) per call and dtype
     flags: tuple                       # Flag, ... (order of the specialisation tree)
     locals: str                        # floating locals of the element loop
     body: str                          # the element loop body (Cython), index ``i``
-    doc: str                           # the entry point's docstring
+    doc: str                           # the entry point's docstring (generate.py adds what every entry shares)
+    optional: dict = field(default_factory=dict)   # {buffer key: group option that enables it}
+    when: dict = field(default_factory=dict)       # {buffer key: C condition over the arguments under which it is used}
     per_array: tuple = ()              # ((name, double expression of step, i and arguments), ...)
     per_array_cache: bool = True       # per_array depends on the step only (else computed per array)
     finish: str = ""                   # code run per array ``i`` after the kernels (scalar state updates)
@@ -128,8 +128,29 @@ p[i] = _fma(d, neg_lr, p[i])                      # param.add_(grad, alpha=-lr)
     doc="""SGD step over all arrays in one compiled call (see ``fastoptim.functional.sgd``).
 
     ``momentum_buffer_list`` entries that are ``None`` get a new buffer (stored into the list)
-    holding the first momentum step. Everything is validated before any array is modified.""",
+    holding the first momentum step.""",
 )
+
+
+# The Adam family's first half (Adam, RAdam, NAdam): gradient, L2 or decoupled weight decay,
+# both moments. Consts sign, wd, decay, w, w_minus_1, beta2, one_minus_beta2; flags wd_mode, small_w.
+_ADAM_MOMENTS = """\
+d = g[i] * sign                                   # maximize: sign = -1 (exact negation)
+x = p[i]
+if wd_mode == 1:
+    d = _fma(x, wd, d)                            # grad.add(param, alpha=wd)
+elif wd_mode == 2:
+    x = x * decay                                 # param.mul_(1 - lr*wd)
+# exp_avg.lerp_(grad, 1 - beta1), ATen's two-sided lerp
+if small_w:
+    mi = _fma(w, d - m[i], m[i])
+else:
+    mi = _fma(w_minus_1, d - m[i], d)
+m[i] = mi
+vi = _fma(one_minus_beta2 * d, d, v[i] * beta2)   # exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
+v[i] = vi
+"""
+_ADAM_WD_MODE = ("wd_mode", "0 if weight_decay == 0.0 else (2 if decoupled_weight_decay else 1)")
 
 
 ADAM = KernelSpec(
@@ -157,7 +178,7 @@ ADAM = KernelSpec(
     ),
     switches=(
         # 0: no weight decay, 1: L2 (Adam), 2: decoupled (AdamW)
-        ("wd_mode", "0 if weight_decay == 0.0 else (2 if decoupled_weight_decay else 1)"),
+        _ADAM_WD_MODE,
         ("small_w", "fabs(<floating>(1.0 - beta1)) < 0.5"),
         ("amsgrad", "amsgrad"),
     ),
@@ -173,21 +194,7 @@ ADAM = KernelSpec(
         ("bc2_sqrt", "pow(1.0 - pow(beta2, <double>step), 0.5)"),
     ),
     locals="d, x, mi, vi, vm, s",
-    body="""\
-d = g[i] * sign                                   # maximize: sign = -1 (exact negation)
-x = p[i]
-if wd_mode == 1:
-    d = _fma(x, wd, d)                            # grad.add(param, alpha=wd)
-elif wd_mode == 2:
-    x = x * decay                                 # param.mul_(1 - lr*wd)
-# exp_avg.lerp_(grad, 1 - beta1), ATen's two-sided lerp
-if small_w:
-    mi = _fma(w, d - m[i], m[i])
-else:
-    mi = _fma(w_minus_1, d - m[i], d)
-m[i] = mi
-vi = _fma(one_minus_beta2 * d, d, v[i] * beta2)   # exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
-v[i] = vi
+    body=_ADAM_MOMENTS + """\
 if amsgrad:
     vm = vmax[i]
     vm = vm if (vm > vi or vm != vm) else vi      # torch.maximum: NaN-propagating
@@ -198,10 +205,7 @@ else:
 s = s / bc2_sqrt + eps                            # (v.sqrt() / bc2_sqrt).add_(eps)
 p[i] = x + (neg_step_size * mi) / s               # param.addcdiv_(exp_avg, denom, -step_size)
 """,
-    doc="""Adam/AdamW step over all arrays in one compiled call (see ``fastoptim.functional.adam``).
-
-    ``state_steps`` holds each param's step count before the step and is incremented in place.
-    Everything is validated before any array or step count is modified.""",
+    doc="""Adam/AdamW step over all arrays in one compiled call (see ``fastoptim.functional.adam``).""",
 )
 
 
@@ -263,8 +267,7 @@ else:
 """,
     doc="""RMSprop step over all arrays in one compiled call (see ``fastoptim.functional.rmsprop``).
 
-    ``grad_avgs`` is used when ``centered``, ``momentum_buffer_list`` when ``momentum > 0``;
-    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+    ``grad_avgs`` is used when ``centered``, ``momentum_buffer_list`` when ``momentum > 0``.""",
 )
 
 
@@ -272,11 +275,9 @@ else:
 ADAGRAD = KernelSpec(
     name="adagrad",
     buffers=("sum",),
-    optional={},
     work_per_element=2,
     lists=("state_sums",),
     pointers=("ss",),
-    when={},
     steps=True,
     arguments="double lr, double weight_decay, double lr_decay, double eps, bint maximize=False",
     consts=(_SIGN, ("wd", "weight_decay"), ("eps", "eps")),
@@ -291,20 +292,16 @@ ss[i] = s
 s = _sqrt(s) + eps                                # std = state_sum.sqrt().add_(eps)
 p[i] = p[i] + (neg_clr * d) / s                   # param.addcdiv_(grad, std, value=-clr)
 """,
-    doc="""Adagrad step over all arrays in one compiled call (see ``fastoptim.functional.adagrad``).
-
-    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+    doc="""Adagrad step over all arrays in one compiled call (see ``fastoptim.functional.adagrad``).""",
 )
 
 
 ADADELTA = KernelSpec(
     name="adadelta",
     buffers=("square_avg", "acc_delta"),
-    optional={},
     work_per_element=3,
     lists=("square_avgs", "acc_deltas"),
     pointers=("sq", "ad"),
-    when={},
     steps=True,
     arguments="double lr, double rho, double eps, double weight_decay, bint maximize=False",
     consts=(_SIGN, ("wd", "weight_decay"), ("rho", "rho"), ("one_minus_rho", "1.0 - rho"), ("eps", "eps"),
@@ -321,20 +318,16 @@ de = (de / std) * d                               # delta.div_(std).mul_(grad)
 ad[i] = _fma(one_minus_rho * de, de, ad[i] * rho) # acc_delta.mul_(rho).addcmul_(delta, delta, 1-rho)
 p[i] = _fma(de, neg_lr, p[i])                     # param.add_(delta, alpha=-lr)
 """,
-    doc="""Adadelta step over all arrays in one compiled call (see ``fastoptim.functional.adadelta``).
-
-    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+    doc="""Adadelta step over all arrays in one compiled call (see ``fastoptim.functional.adadelta``).""",
 )
 
 
 ADAMAX = KernelSpec(
     name="adamax",
     buffers=("exp_avg", "exp_inf"),
-    optional={},
     work_per_element=2,
     lists=("exp_avgs", "exp_infs"),
     pointers=("m", "u"),
-    when={},
     steps=True,
     arguments="double eps, double beta1, double beta2, double lr, double weight_decay, bint maximize=False",
     consts=(_SIGN, ("wd", "weight_decay")) + _lerp_consts("1.0 - beta1") + (("beta2", "beta2"), ("eps", "eps")),
@@ -351,24 +344,22 @@ else:
 m[i] = mi
 ui = u[i] * beta2                                 # exp_inf.mul_(beta2)
 e = _abs(d) + eps                                 # grad.abs().add_(eps)
-ui = ui if (ui > e or ui != ui) else e            # torch.maximum(..., out=exp_inf): NaN-propagating
+# torch.maximum(exp_inf, ..., out=exp_inf): NaN-propagating, as two selects (they vectorise)
+e = ui if ui > e else e
+ui = ui if ui != ui else e
 u[i] = ui
 p[i] = p[i] + (neg_clr * mi) / ui                 # param.addcdiv_(exp_avg, exp_inf, value=-clr)
 """,
-    doc="""Adamax step over all arrays in one compiled call (see ``fastoptim.functional.adamax``).
-
-    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+    doc="""Adamax step over all arrays in one compiled call (see ``fastoptim.functional.adamax``).""",
 )
 
 
 RPROP = KernelSpec(
     name="rprop",
     buffers=("prev", "step_size"),
-    optional={},
     work_per_element=1,
     lists=("prevs", "step_sizes"),
     pointers=("prev", "ss"),
-    when={},
     steps=True,
     arguments="double step_size_min, double step_size_max, double etaminus, double etaplus, "
               "bint maximize=False",
@@ -397,20 +388,16 @@ sg = <floating>((d > 0) - (d < 0))                # grad.sign() (0 for 0 and NaN
 p[i] = _fma(-sg, s, p[i])                         # param.addcmul_(grad.sign(), step_size, value=-1)
 prev[i] = d                                       # prev.copy_(grad)
 """,
-    doc="""Rprop step over all arrays in one compiled call (see ``fastoptim.functional.rprop``).
-
-    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+    doc="""Rprop step over all arrays in one compiled call (see ``fastoptim.functional.rprop``).""",
 )
 
 
 LION = KernelSpec(
     name="lion",
     buffers=("exp_avg",),
-    optional={},
     work_per_element=1,
     lists=("exp_avgs",),
     pointers=("m",),
-    when={},
     arguments="double lr, double beta1, double beta2, double weight_decay, bint maximize=False",
     consts=(_SIGN, ("decay", "1.0 - lr * weight_decay"), ("beta1", "beta1"), ("one_minus_beta1", "1.0 - beta1"),
             ("beta2", "beta2"), ("one_minus_beta2", "1.0 - beta2"), ("neg_lr", "-lr")),
@@ -428,9 +415,7 @@ sg = <floating>((c > 0) - (c < 0))                # update.sign_() (sign(0) = 0)
 p[i] = _fma(sg, neg_lr, x)                        # param.add_(update, alpha=-lr)
 m[i] = _fma(d, one_minus_beta2, m[i] * beta2)     # exp_avg.mul_(beta2).add_(grad, alpha=1-beta2)
 """,
-    doc="""Lion step over all arrays in one compiled call (see ``fastoptim.functional.lion``).
-
-    Everything is validated before anything is modified.""",
+    doc="""Lion step over all arrays in one compiled call (see ``fastoptim.functional.lion``).""",
 )
 
 
@@ -439,18 +424,15 @@ _RHO_INF = "(2.0 / (1.0 - beta2) - 1.0)"
 RADAM = KernelSpec(
     name="radam",
     buffers=("exp_avg", "exp_avg_sq"),
-    optional={},
     work_per_element=2,
     lists=("exp_avgs", "exp_avg_sqs"),
     pointers=("m", "v"),
-    when={},
     steps=True,
     arguments="double beta1, double beta2, double lr, double weight_decay, double eps, "
               "bint decoupled_weight_decay=False, bint maximize=False",
     consts=(_SIGN, ("wd", "weight_decay"), ("decay", "1.0 - lr * weight_decay")) + _lerp_consts("1.0 - beta1")
     + (("beta2", "beta2"), ("one_minus_beta2", "1.0 - beta2"), ("eps", "eps"), ("lr", "lr")),
-    switches=(("wd_mode", "0 if weight_decay == 0.0 else (2 if decoupled_weight_decay else 1)"),
-              _lerp_switch("1.0 - beta1")),
+    switches=(_ADAM_WD_MODE, _lerp_switch("1.0 - beta1")),
     flags=(Flag("wd_mode", (0, 1, 2)), Flag("small_w", (True, False)),
            # torch: the rectified update when rho_t > 5, else the un-adapted one (per array: its step)
            Flag("rectify", (True, False), "seg.s[2] > 5.0")),
@@ -465,40 +447,23 @@ RADAM = KernelSpec(
                  f"(({_RHO_INF} - 4.0) * ({_RHO_INF} - 2.0) * rho_t), 0.5)"),
     ),
     locals="d, x, mi, vi, u",
-    body="""\
-d = g[i] * sign                                   # grad = -grad if maximize (exact negation)
-x = p[i]
-if wd_mode == 1:
-    d = _fma(x, wd, d)                            # grad.add(param, alpha=wd)
-elif wd_mode == 2:
-    x = x * decay                                 # param.mul_(1 - lr*wd)
-if small_w:                                       # exp_avg.lerp_(grad, 1 - beta1)
-    mi = _fma(w, d - m[i], m[i])
-else:
-    mi = _fma(w_minus_1, d - m[i], d)
-m[i] = mi
-vi = _fma(one_minus_beta2 * d, d, v[i] * beta2)   # exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
-v[i] = vi
+    body=_ADAM_MOMENTS + """\
 u = (mi / bc1) * lr                               # bias_corrected_exp_avg = exp_avg / bc1; (...) * lr
 if rectify:
     # adaptive_lr = bc2**0.5 / exp_avg_sq.sqrt().add_(eps), a Tensor.__rtruediv__: reciprocal() * bc2**0.5
     u = (u * ((<floating>1 / (_sqrt(vi) + eps)) * bc2_sqrt)) * rect
 p[i] = x - u                                      # param.add_(..., alpha=-1.0)
 """,
-    doc="""RAdam step over all arrays in one compiled call (see ``fastoptim.functional.radam``).
-
-    ``state_steps`` is incremented in place. Everything is validated before anything is modified.""",
+    doc="""RAdam step over all arrays in one compiled call (see ``fastoptim.functional.radam``).""",
 )
 
 
 NADAM = KernelSpec(
     name="nadam",
     buffers=("exp_avg", "exp_avg_sq"),
-    optional={},
     work_per_element=2,
     lists=("exp_avgs", "exp_avg_sqs"),
     pointers=("m", "v"),
-    when={},
     extra_lists=("mu_products",),
     scalar_keys=("mu_product",),
     steps=True,
@@ -506,8 +471,7 @@ NADAM = KernelSpec(
               "double eps, bint decoupled_weight_decay=False, bint maximize=False",
     consts=(_SIGN, ("wd", "weight_decay"), ("decay", "1.0 - lr * weight_decay")) + _lerp_consts("1.0 - beta1")
     + (("beta2", "beta2"), ("one_minus_beta2", "1.0 - beta2"), ("eps", "eps")),
-    switches=(("wd_mode", "0 if weight_decay == 0.0 else (2 if decoupled_weight_decay else 1)"),
-              _lerp_switch("1.0 - beta1")),
+    switches=(_ADAM_WD_MODE, _lerp_switch("1.0 - beta1")),
     flags=(Flag("wd_mode", (0, 1, 2)), Flag("small_w", (True, False))),
     # torch, in Python floats: mu = beta1 * (1 - 0.5 * 0.96 ** (step * momentum_decay)); mu_next the
     # same at step + 1; mu_product *= mu (a 0-d tensor: rounded to its dtype, float32 by default);
@@ -526,39 +490,23 @@ NADAM = KernelSpec(
     per_array_cache=False,
     finish="set_scalar_state(mu_products[i], mu_product)\n",
     locals="d, x, mi, vi, den",
-    body="""\
-d = g[i] * sign                                   # grad = -grad if maximize (exact negation)
-x = p[i]
-if wd_mode == 1:
-    d = _fma(x, wd, d)                            # grad.add(param, alpha=wd)
-elif wd_mode == 2:
-    x = x * decay                                 # param.mul_(1 - lr*wd)
-if small_w:                                       # exp_avg.lerp_(grad, 1 - beta1)
-    mi = _fma(w, d - m[i], m[i])
-else:
-    mi = _fma(w_minus_1, d - m[i], d)
-m[i] = mi
-vi = _fma(one_minus_beta2 * d, d, v[i] * beta2)   # exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2)
-v[i] = vi
+    body=_ADAM_MOMENTS + """\
 den = _sqrt(vi / bc2) + eps                       # exp_avg_sq.div(bias_correction2).sqrt(); add_(eps)
 x = x + (neg_a * d) / den                         # param.addcdiv_(grad, denom, value=neg_a)
 p[i] = x + (neg_b * mi) / den                     # param.addcdiv_(exp_avg, denom, value=neg_b)
 """,
     doc="""NAdam step over all arrays in one compiled call (see ``fastoptim.functional.nadam``).
 
-    ``mu_products`` holds 0-d float arrays (torch's 0-d tensors), updated in place with the steps.
-    Everything is validated before anything is modified.""",
+    ``mu_products`` holds 0-d float arrays (torch's 0-d tensors), updated in place.""",
 )
 
 
 ASGD = KernelSpec(
     name="asgd",
     buffers=("ax",),
-    optional={},
     work_per_element=1,
     lists=("axs",),
     pointers=("ax",),
-    when={},
     extra_lists=("mus", "etas"),
     scalar_keys=("mu", "eta"),
     steps=True,
@@ -596,8 +544,7 @@ else:
 """,
     doc="""ASGD step over all arrays in one compiled call (see ``fastoptim.functional.asgd``).
 
-    ``mus`` and ``etas`` hold 0-d float arrays (torch's 0-d tensors), updated in place with the
-    steps. Everything is validated before anything is modified.""",
+    ``mus`` and ``etas`` hold 0-d float arrays (torch's 0-d tensors), updated in place.""",
 )
 
 
