@@ -117,6 +117,10 @@ class OptimizerInfo:
     kernel_configs : tuple of dict
         Keyword arguments of the functional form, for the kernel tests and the golden data
         (``tests/golden/kernels.npz`` names them ``<kernel><index>``; append, never reorder).
+    state_order : tuple of str
+        The state arrays in the order torch creates them, where it differs from the kernel's
+        argument order (RMSprop: ``momentum_buffer`` before ``grad_avg``); a new state dict has
+        its keys in this order.
     in_torch : bool
         Whether ``torch.optim`` has it (False for Lion): the torch-parity tests skip the others.
     """
@@ -135,6 +139,7 @@ class OptimizerInfo:
     configs: tuple = ()
     default_config: int = 0
     kernel_configs: tuple = ()
+    state_order: tuple = ()
     in_torch: bool = True
 
     @property
@@ -166,7 +171,7 @@ class OptimizerInfo:
     @property
     def state_keys(self):
         """Every per-parameter state key, in the order a new state dict has them."""
-        return self.scalar_state + self.buffers
+        return self.scalar_state + (self.state_order or self.buffers)
 
     @property
     def work_per_element(self):
@@ -186,7 +191,8 @@ class OptimizerInfo:
         except KeyError:
             pass
         optional = KERNELS[self.kernel].optional
-        active = tuple(b for b in self.buffers if b not in optional or group[optional[b]])
+        active = tuple(b for b in self.state_order or self.buffers
+                       if b not in optional or group[optional[b]])
         slots = tuple(active.index(b) if b in active else -1 for b in self.buffers)
         self._layouts[switch] = (active, slots)
         return active, slots
@@ -344,6 +350,7 @@ OPTIMIZERS = {info.name: info for info in [
         functional_name="rmsprop", family="RMSprop",
         scalars=("lr", "alpha", "eps", "weight_decay", "momentum"),
         flags=("centered", "maximize"), scalar_state=("step",),
+        state_order=("square_avg", "momentum_buffer", "grad_avg"),
         # torch 2.13's RMSprop.__setstate__ defaults
         group_defaults={"momentum": 0, "centered": False, "foreach": None, "maximize": False,
                         "differentiable": False, "capturable": False},
