@@ -97,8 +97,8 @@ class Adamax(Optimizer):
     >>> opt.step()                     # the first step moves every entry by about lr
     >>> np.round(w, 6)
     array([ 0.9, -1.9])
-    >>> opt.state[w]["exp_inf"]
-    array([2., 4.])
+    >>> opt.state[w]["exp_inf"]          # max(beta2 * 0, |g| + eps)
+    array([2.00000001, 4.00000001])
     """
 
     _info = OPTIMIZERS["Adamax"]
