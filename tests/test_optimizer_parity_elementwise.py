@@ -9,6 +9,8 @@ bounds: whole trajectories within ADAM_MAX_ULP (ulps of each array's largest mag
 step taken from torch's exact state gives torch's sqrt-free state bitwise and parameters within
 ADAM_STEP_MAX_ULP. Also: a run moved torch -> fastoptim -> torch with ``fo.interop`` mid-training.
 """
+import copy
+
 import numpy as np
 import pytest
 
@@ -153,3 +155,64 @@ def test_state_dict_layout_matches_torch(name):
         assert list(state) == list(theirs["state"][index])
         assert type(state["step"]) is int
         assert state["step"] == int(theirs["state"][index]["step"].item())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_loading_a_torch_state_is_all_or_nothing(name):
+    """A converted torch state dict whose last entry is bad (a wrong shape; a missing key) is
+    refused and changes nothing; the good one then loads and continues as torch does."""
+    config = OPTIMIZERS[name].default
+    rng = np.random.default_rng(2)
+    data = [rng.standard_normal(s) for s in [(3,), (2, 2)]]
+    tps = [torch.nn.Parameter(torch.from_numpy(x.copy())) for x in data]
+    topt = config.make_torch(tps)
+    ps = [fo.Parameter(x.copy()) for x in data]
+    opt = config.make(ps)
+    for p, tp in zip(ps, tps):
+        tp.grad = torch.from_numpy(rng.standard_normal(p.shape))
+    topt.step()
+    good = fo.interop.from_torch(topt.state_dict())
+    before = copy.deepcopy(opt.state_dict())
+    key = [k for k in good["state"][1] if k != "step"][-1]
+    wrong_shape = copy.deepcopy(good)
+    wrong_shape["state"][1][key] = np.zeros(5)
+    missing = copy.deepcopy(good)
+    del missing["state"][1][key]
+    for bad in (wrong_shape, missing):
+        with pytest.raises(ValueError, match=key):
+            opt.load_state_dict(bad)
+        after = opt.state_dict()
+        assert after["param_groups"] == before["param_groups"]
+        assert after["state"].keys() == before["state"].keys()
+        for index, state in after["state"].items():
+            for k, v in state.items():
+                assert np.array_equal(v, before["state"][index][k])
+    opt.load_state_dict(good)
+    for p, tp in zip(ps, tps):
+        p[...] = tp.detach().numpy()
+        g = rng.standard_normal(p.shape)
+        p.grad, tp.grad = g, torch.from_numpy(g.copy())
+    opt.step()
+    topt.step()
+    for p, tp in zip(ps, tps):
+        assert normwise_ulp_distance(np.asarray(p), tp.detach().numpy()) <= ADAM_MAX_ULP
+
+
+def test_adagrad_state_is_eager_and_later_groups_use_the_constructors_initial_value():
+    """torch creates Adagrad's state in the constructor; a group added later gets its state at
+    its first step, from ``defaults["initial_accumulator_value"]`` (not the group's value)."""
+    a, b = fo.Parameter(np.ones(3)), fo.Parameter(np.ones(2))
+    ta, tb = torch.nn.Parameter(torch.ones(3, dtype=torch.float64)), \
+        torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    opt = fo.Adagrad([a], lr=0.1, initial_accumulator_value=0.5)
+    topt = torch.optim.Adagrad([ta], lr=0.1, initial_accumulator_value=0.5)
+    assert opt.state_dict()["state"][0]["step"] == 0
+    assert np.array_equal(opt.state[a]["sum"], topt.state[ta]["sum"].numpy())
+    opt.add_param_group({"params": [b], "initial_accumulator_value": 2.0})
+    topt.add_param_group({"params": [tb], "initial_accumulator_value": 2.0})
+    assert b not in opt.state and tb not in topt.state
+    b.grad, tb.grad = np.full(2, 0.5), torch.full((2,), 0.5, dtype=torch.float64)
+    opt.step()
+    topt.step()
+    assert np.array_equal(opt.state[b]["sum"], topt.state[tb]["sum"].numpy())  # 0.5 + 0.25
+    assert opt.state[a]["step"] == 0 and opt.state[b]["step"] == 1
