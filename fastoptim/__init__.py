@@ -9,6 +9,7 @@ from fastoptim._config import get_num_threads, set_num_threads, show_config
 from fastoptim import functional
 from fastoptim.parameter import Parameter
 from fastoptim.optim import Optimizer, SGD, Adam, AdamW, Adafactor, LBFGS, Muon
+from fastoptim.optim import RMSprop, Adagrad, Adadelta, Adamax, Lion  # cls1
 from fastoptim import optimizer, interop
 from fastoptim import lr_scheduler
 from fastoptim import swa_utils
@@ -29,6 +30,11 @@ __all__ = [
     "Adafactor",
     "LBFGS",
     "Muon",
+    "RMSprop",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "Lion",
     "optimizer",
     "interop",
     "lr_scheduler",

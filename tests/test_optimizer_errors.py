@@ -7,6 +7,7 @@ Each case builds the fastoptim call and, where torch has the same error, the tor
 description; with torch installed the torch call is checked against the same regex, which pins
 that the messages are torch's.
 """
+import inspect
 import re
 import warnings
 
@@ -44,10 +45,30 @@ class Case:
 
 def _construction_cases():
     cases = []
-    for name in OPTIMIZERS:
+    for name, info in OPTIMIZERS.items():
         F = getattr(fo, name)
         T = (lambda n: lambda *a, **k: getattr(torch.optim, n)(*a, **k))(name)
-        cases += [
+        if not info.in_torch:
+            T = None
+        takes = set(inspect.signature(F).parameters)
+        named = []
+        if {"fused", "foreach"} <= takes:
+            named.append(Case(f"{name} fused and foreach",
+                              lambda F=F: F([fo_param()], foreach=True, fused=True),
+                              T and (lambda T=T: T([torch_param()], foreach=True, fused=True)),
+                              RuntimeError,
+                              re.escape("`fused` and `foreach` cannot be `True` together.")))
+        if {"fused", "differentiable"} <= takes:
+            named.append(Case(f"{name} fused and differentiable",
+                              lambda F=F: F([fo_param()], fused=True, differentiable=True),
+                              T and (lambda T=T: T([torch_param()], fused=True,
+                                                   differentiable=True)),
+                              RuntimeError, re.escape("`fused` does not support `differentiable`")))
+        if "differentiable" in takes:
+            named.append(Case(f"{name} differentiable",
+                              lambda F=F: F([fo_param()], differentiable=True), None,
+                              ValueError, "differentiable=True is not supported by fastoptim"))
+        named += [
             # reference 5.2, shared by every optimizer (get_error_inputs_for_all_optims)
             Case(f"{name} G1 invalid param type", lambda F=F: F(fo_param()),
                  lambda T=T: T(torch_param()), TypeError,
@@ -93,21 +114,16 @@ def _construction_cases():
                  lambda T=T: T([{"params": {torch_param()}}]), TypeError,
                  "optimizer parameters need to be organized in ordered collections, but the "
                  "ordering of tensors in sets will change between runs. Please use a list instead."),
-            Case(f"{name} fused and foreach", lambda F=F: F([fo_param()], foreach=True, fused=True),
-                 lambda T=T: T([torch_param()], foreach=True, fused=True), RuntimeError,
-                 re.escape("`fused` and `foreach` cannot be `True` together.")),
-            Case(f"{name} fused and differentiable",
-                 lambda F=F: F([fo_param()], fused=True, differentiable=True),
-                 lambda T=T: T([torch_param()], fused=True, differentiable=True), RuntimeError,
-                 re.escape("`fused` does not support `differentiable`")),
             # fastoptim's own refusals
-            Case(f"{name} differentiable", lambda F=F: F([fo_param()], differentiable=True), None,
-                 ValueError, "differentiable=True is not supported by fastoptim"),
             Case(f"{name} plain ndarray", lambda F=F: F([np.zeros(3)]), None, TypeError,
                  r"numpy\.ndarray .*wrap it as fastoptim\.Parameter\(a\)"),
             Case(f"{name} a float", lambda F=F: F([1.0]), lambda T=T: T([1.0]), TypeError,
                  "optimizer can only optimize Tensors, but one of the params is float"),
         ]
+        if T is None:  # not in torch (Lion): fastoptim's half only
+            for case in named:
+                case.torch_call = None
+        cases += named
     cases += [
         # reference 5.2, SGD and Adam/AdamW extras
         Case("SGD S1 momentum", lambda: fo.SGD(None, lr=1e-2, momentum=-0.5),
@@ -167,6 +183,54 @@ def _construction_cases():
             Case(f"{name} capturable", lambda F=F: F([fo_param()], capturable=True), None,
                  ValueError, "capturable=True is not supported by fastoptim"),
         ]
+    # -- cls1 --: torch 2.13's optim_error_inputs_func_{rmsprop,adagrad,adadelta,adamax} CPU
+    # entries (after the shared G1-G6 above), then each remaining check, and torch's order.
+    for name, kwargs, regex in [
+        ("RMSprop", dict(lr=1e-2, momentum=-1.0), "^Invalid momentum value: -1.0$"),
+        ("Adagrad", dict(lr=1e-2, lr_decay=-0.5), "^Invalid lr_decay value: -0.5$"),
+        ("Adadelta", dict(lr=1e-2, rho=1.1), "^Invalid rho value: 1.1$"),
+        ("Adamax", dict(lr=1e-2, betas=(0.0, 1.0)), "^Invalid beta parameter at index 1: 1.0$"),
+        ("RMSprop", dict(eps=-1e-8), "^Invalid epsilon value: -1e-08$"),
+        ("RMSprop", dict(alpha=-0.5), "^Invalid alpha value: -0.5$"),
+        ("RMSprop", dict(lr=-1, eps=-1), "^Invalid learning rate: -1$"),
+        ("RMSprop", dict(eps=-1, momentum=-1), "^Invalid epsilon value: -1$"),
+        ("RMSprop", dict(momentum=-1, weight_decay=-1), "^Invalid momentum value: -1$"),
+        ("RMSprop", dict(weight_decay=-1, alpha=-1), "^Invalid weight_decay value: -1$"),
+        ("Adagrad", dict(initial_accumulator_value=-0.1),
+         "^Invalid initial_accumulator_value value: -0.1$"),
+        ("Adagrad", dict(eps=-1e-10), "^Invalid epsilon value: -1e-10$"),
+        ("Adagrad", dict(lr_decay=-1, weight_decay=-1), "^Invalid lr_decay value: -1$"),
+        ("Adagrad", dict(weight_decay=-1, initial_accumulator_value=-1),
+         "^Invalid weight_decay value: -1$"),
+        ("Adagrad", dict(initial_accumulator_value=-1, eps=-1),
+         "^Invalid initial_accumulator_value value: -1$"),
+        ("Adadelta", dict(rho=-0.1), "^Invalid rho value: -0.1$"),
+        ("Adadelta", dict(eps=-1e-6), "^Invalid epsilon value: -1e-06$"),
+        ("Adadelta", dict(rho=2.0, eps=-1), "^Invalid rho value: 2.0$"),
+        ("Adadelta", dict(eps=-1, weight_decay=-1), "^Invalid epsilon value: -1$"),
+        ("Adamax", dict(betas=(1.0, 0.5)), "^Invalid beta parameter at index 0: 1.0$"),
+        ("Adamax", dict(eps=-1.0, betas=(1.0, 0.5)), "^Invalid epsilon value: -1.0$"),
+        ("Adamax", dict(betas=(0.5, 1.5), weight_decay=-1),
+         "^Invalid beta parameter at index 1: 1.5$"),
+        ("Adamax", dict(lr=-1, eps=-1), "^Invalid learning rate: -1$"),
+    ]:
+        F = getattr(fo, name)
+        cases.append(Case(f"{name} {kwargs}", lambda F=F, k=kwargs: F(None, **k),
+                          lambda n=name, k=kwargs: getattr(torch.optim, n)(None, **k),
+                          ValueError, regex))
+    cases += [
+        Case("RMSprop takes no fused", lambda: fo.RMSprop([fo_param()], fused=True),
+             lambda: torch.optim.RMSprop([torch_param()], fused=True), TypeError,
+             "unexpected keyword argument 'fused'"),
+        Case("Adamax capturable", lambda: fo.Adamax([fo_param()], capturable=True), None,
+             ValueError, "capturable=True is not supported by fastoptim"),
+        Case("Lion beta1", lambda: fo.Lion(None, betas=(1.5, 0.9)), None, ValueError,
+             "^Invalid beta parameter at index 0: 1.5$"),
+        Case("Lion beta2", lambda: fo.Lion(None, betas=(0.9, -0.1)), None, ValueError,
+             "^Invalid beta parameter at index 1: -0.1$"),
+        Case("Lion has no eps", lambda: fo.Lion([fo_param()], eps=1e-8), None, TypeError,
+             "unexpected keyword argument 'eps'"),
+    ]
     cases.append(Case("AdamW has no decoupled_weight_decay argument",
                       lambda: fo.AdamW([fo_param()], decoupled_weight_decay=False),
                       lambda: torch.optim.AdamW([torch_param()], decoupled_weight_decay=False),
@@ -193,6 +257,8 @@ def test_G2_duplicate_parameters_in_a_group_refused_where_torch_warns(name):
     with pytest.raises(ValueError, match=regex):
         getattr(fo, name)([p, p])
     if torch is not None:
+        if not OPTIMIZERS[name].in_torch:
+            return
         t = torch_param()
         with pytest.warns(UserWarning, match=regex):
             getattr(torch.optim, name)([t, t])

@@ -22,13 +22,14 @@ def test_entry_names_real_things(info):
     assert info.kernel in KERNELS
     assert set(info.optional) <= set(info.buffers)
     assert set(info.lazy_buffers) <= set(info.buffers)
+    assert not info.state_order or sorted(info.state_order) == sorted(info.buffers)
     defaults = info.cls([fo.Parameter(np.zeros(2))]).defaults
     for key in (*info.flags, *info.group_defaults, *info.group_forced, *info.optional.values()):
         assert key in defaults or key in info.group_forced, key
     for _, key, _ in info.scalar_access:
         assert key in defaults
     torch = pytest.importorskip("torch")
-    assert hasattr(torch.optim, info.torch_name)
+    assert hasattr(torch.optim, info.torch_name) == info.in_torch
 
 
 @pytest.mark.parametrize("info", INFOS, ids=ids)

@@ -21,6 +21,12 @@ from fastoptim.optim.adam import Adam, AdamW
 from fastoptim.optim.adafactor import Adafactor
 from fastoptim.optim.lbfgs import LBFGS
 from fastoptim.optim.muon import Muon
+# -- cls1 --
+from fastoptim.optim.rmsprop import RMSprop
+from fastoptim.optim.adagrad import Adagrad
+from fastoptim.optim.adadelta import Adadelta
+from fastoptim.optim.adamax import Adamax
+from fastoptim.optim.lion import Lion
 
 __all__ = [
     "Optimizer",
@@ -30,6 +36,12 @@ __all__ = [
     "Adafactor",
     "LBFGS",
     "Muon",
+    # -- cls1 --
+    "RMSprop",
+    "Adagrad",
+    "Adadelta",
+    "Adamax",
+    "Lion",
     "register_optimizer_step_pre_hook",
     "register_optimizer_step_post_hook",
     "required",

@@ -33,6 +33,20 @@ def _to_float(value):
     return float(value)
 
 
+def _check_lr(lr):
+    """torch 2.13's first two checks of every optimizer but SGD, with its messages."""
+    if _is_array_scalar(lr) and np.size(lr) != 1:
+        raise ValueError("Tensor lr must be 1-element")
+    if not 0.0 <= lr:
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+def _check_betas_pair(betas):
+    """A group's ``betas`` must be a pair (a loaded or edited group may hold anything)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+
+
 def _check_unsupported_flags(group):
     """torch's ``fused`` combination errors, then the flags fastoptim does not support."""
     if group.get("fused"):

@@ -117,6 +117,12 @@ class OptimizerInfo:
     kernel_configs : tuple of dict
         Keyword arguments of the functional form, for the kernel tests and the golden data
         (``tests/golden/kernels.npz`` names them ``<kernel><index>``; append, never reorder).
+    state_order : tuple of str
+        The state arrays in the order torch creates them, where it differs from the kernel's
+        argument order (RMSprop: ``momentum_buffer`` before ``grad_avg``); a new state dict has
+        its keys in this order.
+    in_torch : bool
+        Whether ``torch.optim`` has it (False for Lion): the torch-parity tests skip the others.
     """
 
     name: str
@@ -133,6 +139,8 @@ class OptimizerInfo:
     configs: tuple = ()
     default_config: int = 0
     kernel_configs: tuple = ()
+    state_order: tuple = ()
+    in_torch: bool = True
 
     @property
     def torch_name(self):
@@ -163,7 +171,7 @@ class OptimizerInfo:
     @property
     def state_keys(self):
         """Every per-parameter state key, in the order a new state dict has them."""
-        return self.scalar_state + self.buffers
+        return self.scalar_state + (self.state_order or self.buffers)
 
     @property
     def work_per_element(self):
@@ -183,7 +191,8 @@ class OptimizerInfo:
         except KeyError:
             pass
         optional = KERNELS[self.kernel].optional
-        active = tuple(b for b in self.buffers if b not in optional or group[optional[b]])
+        active = tuple(b for b in self.state_order or self.buffers
+                       if b not in optional or group[optional[b]])
         slots = tuple(active.index(b) if b in active else -1 for b in self.buffers)
         self._layouts[switch] = (active, slots)
         return active, slots
@@ -267,6 +276,12 @@ def _adam_configs(name, extra=()):
                  for desc, kwargs in _ADAM_TABLE + list(extra))
 
 
+def _configs(name, group, table):
+    """The configurations of ``table`` (``(desc, kwargs)`` pairs) with ``group`` as the second
+    param group's hyperparameters."""
+    return tuple(OptimConfig(name, desc, kwargs, group) for desc, kwargs in table)
+
+
 _ADAM_FLAGS = ("amsgrad", "maximize", "decoupled_weight_decay")
 _ADAM_SCALARS = (("beta1", "betas", 0), ("beta2", "betas", 1), "lr", "weight_decay", "eps")
 # torch 2.13's Adam.__setstate__ defaults
@@ -328,6 +343,114 @@ OPTIMIZERS = {info.name: info for info in [
         group_defaults=_ADAM_GROUP_DEFAULTS, group_forced={"decoupled_weight_decay": True},
         configs=_adam_configs("AdamW"),
         default_config=4,  # amsgrad
+    ),
+    # -- cls1: RMSprop, Adagrad, Adadelta, Adamax, Lion --
+    OptimizerInfo(
+        name="RMSprop", module="fastoptim.optim.rmsprop", kernel="rmsprop",
+        functional_name="rmsprop", family="RMSprop",
+        scalars=("lr", "alpha", "eps", "weight_decay", "momentum"),
+        flags=("centered", "maximize"), scalar_state=("step",),
+        state_order=("square_avg", "momentum_buffer", "grad_avg"),
+        # torch 2.13's RMSprop.__setstate__ defaults
+        group_defaults={"momentum": 0, "centered": False, "foreach": None, "maximize": False,
+                        "differentiable": False, "capturable": False},
+        configs=_configs("RMSprop", {"lr": 1e-3, "alpha": 0.9}, [
+            # torch 2.13's optim_inputs_func_rmsprop (CPU entries), in its order
+            ("default", {}),
+            ("non-default lr", {"lr": 1e-3}),
+            ("nonzero weight_decay", {"weight_decay": 0.1}),
+            ("maximize", {"maximize": True}),
+            ("centered", {"weight_decay": 0.1, "centered": True}),
+            ("maximize, weight_decay", {"maximize": True, "weight_decay": 0.1}),
+            ("momentum", {"weight_decay": 0.1, "centered": True, "momentum": 0.1}),
+            ("maximize, centered, weight_decay, w/ momentum",
+             {"weight_decay": 0.1, "centered": True, "momentum": 0.1, "maximize": True}),
+            # combinations torch's table does not have
+            ("momentum not centered", {"lr": 1e-3, "momentum": 0.9}),
+            ("alpha eps", {"lr": 1e-3, "alpha": 0.5, "eps": 1e-3, "centered": True}),
+        ]),
+        default_config=7,
+    ),
+    OptimizerInfo(
+        name="Adagrad", module="fastoptim.optim.adagrad", kernel="adagrad",
+        functional_name="adagrad", family="Adagrad",
+        scalars=("lr", "weight_decay", "lr_decay", "eps"), flags=("maximize",),
+        scalar_state=("step",),
+        # torch 2.13's Adagrad.__setstate__ defaults
+        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
+                        "fused": None},
+        configs=_configs("Adagrad", {"lr": 0.05, "lr_decay": 0.01}, [
+            # torch 2.13's optim_inputs_func_adagrad, in its order
+            ("default", {}),
+            ("nonzero weight_decay", {"weight_decay": 0.1}),
+            ("maximize", {"weight_decay": 0.1, "maximize": True}),
+            ("non-default lr", {"lr": 0.1}),
+            ("initial_accumulator_value", {"initial_accumulator_value": 0.1, "weight_decay": 0.1}),
+            ("lr_decay", {"lr": 0.1, "lr_decay": 0.5, "weight_decay": 0.1}),
+            ("tensor lr", {"lr": np.array(0.001, dtype=np.float32)}),
+            # combinations torch's table does not have
+            ("eps maximize initial_accumulator_value",
+             {"lr": 0.1, "eps": 1e-3, "initial_accumulator_value": 0.5, "maximize": True}),
+        ]),
+        default_config=5,
+    ),
+    OptimizerInfo(
+        name="Adadelta", module="fastoptim.optim.adadelta", kernel="adadelta",
+        functional_name="adadelta", family="Adadelta",
+        scalars=("lr", "rho", "eps", "weight_decay"), flags=("maximize",),
+        scalar_state=("step",),
+        # torch 2.13's Adadelta.__setstate__ defaults
+        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
+                        "capturable": False},
+        configs=_configs("Adadelta", {"lr": 0.5, "rho": 0.8}, [
+            # torch 2.13's optim_inputs_func_adadelta (CPU entries), in its order
+            ("default", {}),
+            ("non-default lr", {"lr": 0.01}),
+            ("nonzero weight_decay", {"weight_decay": 0.1}),
+            ("maximize", {"maximize": True}),
+            ("maximize, weight_decay", {"weight_decay": 0.1, "maximize": True}),
+            ("rho", {"rho": 0.95, "weight_decay": 0.9}),
+            # combinations torch's table does not have
+            ("eps rho one", {"eps": 1e-3, "rho": 1.0}),
+        ]),
+        default_config=4,
+    ),
+    OptimizerInfo(
+        name="Adamax", module="fastoptim.optim.adamax", kernel="adamax",
+        functional_name="adamax", family="Adamax", scalars=_ADAM_SCALARS, flags=("maximize",),
+        scalar_state=("step",),
+        # torch 2.13's Adamax.__setstate__ defaults
+        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
+                        "capturable": False},
+        configs=_configs("Adamax", _ADAM_GROUP, [
+            # torch 2.13's optim_inputs_func_adamax (CPU entries), in its order
+            ("default", {}),
+            ("non-default lr", {"lr": 0.1}),
+            ("nonzero weight_decay", {"weight_decay": 0.1}),
+            ("maximize", {"maximize": True}),
+            ("maximize, weight_decay", {"weight_decay": 0.1, "maximize": True}),
+            # combinations torch's table does not have
+            ("betas eps", {"lr": 0.01, "betas": (0.5, 0.9), "eps": 1e-3}),
+            ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.99)}),
+        ]),
+        default_config=4,
+    ),
+    OptimizerInfo(
+        name="Lion", module="fastoptim.optim.lion", kernel="lion", functional_name="lion",
+        family="Lion", scalars=("lr", ("beta1", "betas", 0), ("beta2", "betas", 1),
+                                "weight_decay"),
+        flags=("maximize",), group_defaults={"maximize": False}, in_torch=False,
+        # Not in torch: configurations like the Adam family's
+        configs=_configs("Lion", {"lr": 3e-4, "betas": (0.8, 0.95)}, [
+            ("default", {}),
+            ("non-default lr", {"lr": 1e-3}),
+            ("nonzero weight_decay", {"weight_decay": 0.1}),
+            ("maximize", {"maximize": True}),
+            ("maximize, weight_decay", {"lr": 1e-3, "weight_decay": 0.5, "maximize": True}),
+            ("betas", {"betas": (0.95, 0.98)}),
+            ("beta1 zero", {"betas": (0.0, 0.99)}),
+        ]),
+        default_config=4,
     ),
 ]}
 

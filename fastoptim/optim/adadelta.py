@@ -1,0 +1,129 @@
+"""Adadelta, as ``torch.optim.Adadelta``."""
+
+from fastoptim.optim._validation import _check_bool_options, _check_lr, _check_unsupported_flags
+from fastoptim.optim.base import Optimizer
+from fastoptim.optim.registry import OPTIMIZERS
+
+__all__ = ["Adadelta"]
+
+
+def _check_adadelta_hyperparameters(lr, rho, eps, weight_decay):
+    """torch 2.13's checks, in torch's order and with its messages."""
+    _check_lr(lr)
+    if not 0.0 <= rho <= 1.0:
+        raise ValueError(f"Invalid rho value: {rho}")
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta (Zeiler, 2012): per-element step sizes from running averages of squared
+    gradients and squared updates.
+
+    {{intro}}
+
+    .. math::
+
+        \begin{aligned}
+            {{grad}}
+            &g_t \leftarrow g_t + \lambda \theta_{t-1} \ \text{if } \lambda \neq 0 \\
+            &v_t \leftarrow \rho v_{t-1} + (1 - \rho) g_t^2 \\
+            &\Delta_t \leftarrow \frac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}} \, g_t \\
+            &u_t \leftarrow \rho u_{t-1} + (1 - \rho) \Delta_t^2 \\
+            &\theta_t \leftarrow \theta_{t-1} - \gamma \Delta_t
+        \end{aligned}
+
+    with learning rate :math:`\gamma`, decay :math:`\rho` (``rho``), ``eps`` :math:`\epsilon`
+    and weight decay :math:`\lambda`; :math:`v_0 = u_0 = 0`. As in torch, and unlike the paper
+    (which has no learning rate), the update is scaled by :math:`\gamma` (default 1.0, the
+    paper's algorithm). Every elementwise operation rounds like torch's CPU kernels, so the
+    results differ from torch's only where torch's MKL square root is 1 ulp off the correctly
+    rounded one.
+
+    Parameters
+    ----------
+    {{params}}
+    lr : float, default 1.0
+        Learning rate :math:`\gamma`, scaling :math:`\Delta_t`. A NumPy scalar or 1-element
+        array is used as ``float(lr)``.
+    rho : float, default 0.9
+        Decay :math:`\rho` of both running averages, in [0, 1].
+    eps : float, default 1e-6
+        :math:`\epsilon`, added inside both square roots.
+    weight_decay : float, default 0
+        L2 penalty :math:`\lambda`.
+    foreach : bool or None, default None
+        Accepted for drop-in compatibility with torch; every fastoptim step runs as one fused
+        kernel per group, whatever its value.
+    capturable, differentiable : bool, default False
+        Must be False: they are CUDA-graph and autograd features (``True`` raises ValueError).
+    {{maximize}}
+
+    Attributes
+    ----------
+    state : dict
+        Per parameter, created at its first step with a gradient: ``"step"`` (a Python int;
+        torch keeps a float32 tensor), ``"square_avg"`` (:math:`v`) and ``"acc_delta"``
+        (:math:`u`), arrays of the parameter's shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        With torch's messages, in torch's order, before ``params`` is looked at: ``Tensor lr
+        must be 1-element``, ``Invalid learning rate``, ``Invalid rho value``, ``Invalid
+        epsilon value``, ``Invalid weight_decay value``.
+
+    Notes
+    -----
+    Stricter than torch (see :class:`fastoptim.Optimizer` too): hyperparameters of every param
+    group are checked with the constructor's rules. Non-finite gradients propagate exactly as in
+    torch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastoptim as fo
+    >>> w = fo.Parameter(np.array([1.0, -2.0]))
+    >>> opt = fo.Adadelta([w], rho=0.75)
+    >>> w.grad = np.array([1.0, 1.0])
+    >>> opt.step()                     # the first step is about sqrt(eps / (1 - rho))
+    >>> np.round(w, 6)
+    array([ 0.998, -2.002])
+    """
+
+    _info = OPTIMIZERS["Adadelta"]
+
+    def __init__(
+        self,
+        params,
+        lr=1.0,
+        rho=0.9,
+        eps=1e-6,
+        weight_decay=0,
+        foreach=None,
+        *,
+        capturable=False,
+        maximize=False,
+        differentiable=False,
+    ):
+        _check_adadelta_hyperparameters(lr, rho, eps, weight_decay)
+        defaults = {
+            "lr": lr,
+            "rho": rho,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "maximize": maximize,
+            "capturable": capturable,
+            "foreach": foreach,
+            "differentiable": differentiable,
+        }
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        _check_adadelta_hyperparameters(
+            group["lr"], group["rho"], group["eps"], group["weight_decay"]
+        )
+        _check_unsupported_flags(group)
+        _check_bool_options(group, self._info.flags)

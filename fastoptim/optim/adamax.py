@@ -1,0 +1,138 @@
+"""Adamax (Adam with the infinity norm), as ``torch.optim.Adamax``."""
+
+from fastoptim.optim._validation import (
+    _check_betas_pair,
+    _check_bool_options,
+    _check_lr,
+    _check_unsupported_flags,
+)
+from fastoptim.optim.base import Optimizer
+from fastoptim.optim.registry import OPTIMIZERS
+
+__all__ = ["Adamax"]
+
+
+def _check_adamax_hyperparameters(lr, betas, eps, weight_decay):
+    """torch 2.13's checks, in torch's order and with its messages."""
+    _check_lr(lr)
+    if not 0.0 <= eps:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+    if not 0.0 <= betas[0] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= betas[1] < 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
+class Adamax(Optimizer):
+    r"""Adamax (Kingma & Ba, 2015, section 7.1): Adam with the infinity norm.
+
+    {{intro}}
+
+    .. math::
+
+        \begin{aligned}
+            {{grad}}
+            &g_t \leftarrow g_t + \lambda \theta_{t-1} \ \text{if } \lambda \neq 0 \\
+            &m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+            &u_t \leftarrow \max(\beta_2 u_{t-1}, |g_t| + \epsilon) \\
+            &\theta_t \leftarrow \theta_{t-1} - \frac{\gamma}{1 - \beta_1^t} \, \frac{m_t}{u_t}
+        \end{aligned}
+
+    with learning rate :math:`\gamma`, ``betas`` :math:`(\beta_1, \beta_2)`, ``eps``
+    :math:`\epsilon` and weight decay :math:`\lambda`; :math:`m_0 = u_0 = 0` and :math:`t`
+    counts the steps in which *this* parameter had a gradient. As in torch, and unlike the
+    paper, :math:`\epsilon` is added to :math:`|g_t|` inside the maximum (so :math:`u_t > 0`
+    and nothing divides by zero), :math:`m_t` is updated with ``lerp``, and the maximum
+    propagates NaN. The bias correction is computed in double precision with C ``pow`` like
+    torch's, and every elementwise operation rounds like torch's CPU kernels: no square root
+    enters, so the results are bitwise torch's.
+
+    Parameters
+    ----------
+    {{params}}
+    lr : float, default 2e-3
+        Learning rate :math:`\gamma`. A NumPy scalar or 1-element array is used as ``float(lr)``.
+    betas : tuple of two floats, default (0.9, 0.999)
+        :math:`(\beta_1, \beta_2)`, each in [0, 1).
+    eps : float, default 1e-8
+        :math:`\epsilon`.
+    weight_decay : float, default 0
+        L2 penalty :math:`\lambda`.
+    foreach : bool or None, default None
+        Accepted for drop-in compatibility with torch; every fastoptim step runs as one fused
+        kernel per group, whatever its value.
+    {{maximize}}
+    differentiable, capturable : bool, default False
+        Must be False: they are autograd and CUDA-graph features (``True`` raises ValueError).
+
+    Attributes
+    ----------
+    state : dict
+        Per parameter, created at its first step with a gradient: ``"step"`` (a Python int;
+        torch keeps a float32 tensor), ``"exp_avg"`` (:math:`m`) and ``"exp_inf"``
+        (:math:`u`), arrays of the parameter's shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        With torch's messages, in torch's order, before ``params`` is looked at: ``Tensor lr
+        must be 1-element``, ``Invalid learning rate``, ``Invalid epsilon value``, ``Invalid
+        beta parameter at index 0/1``, ``Invalid weight_decay value``.
+
+    Notes
+    -----
+    Stricter than torch (see :class:`fastoptim.Optimizer` too): hyperparameters of every param
+    group are checked with the constructor's rules. Non-finite gradients propagate exactly as in
+    torch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastoptim as fo
+    >>> w = fo.Parameter(np.array([1.0, -2.0]))
+    >>> opt = fo.Adamax([w], lr=0.1)
+    >>> w.grad = 2 * w                 # gradient of sum(w**2)
+    >>> opt.step()                     # the first step moves every entry by about lr
+    >>> np.round(w, 6)
+    array([ 0.9, -1.9])
+    >>> opt.state[w]["exp_inf"]          # max(beta2 * 0, |g| + eps)
+    array([2.00000001, 4.00000001])
+    """
+
+    _info = OPTIMIZERS["Adamax"]
+
+    def __init__(
+        self,
+        params,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0,
+        foreach=None,
+        *,
+        maximize=False,
+        differentiable=False,
+        capturable=False,
+    ):
+        _check_adamax_hyperparameters(lr, betas, eps, weight_decay)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        _check_betas_pair(group["betas"])
+        _check_adamax_hyperparameters(
+            group["lr"], group["betas"], group["eps"], group["weight_decay"]
+        )
+        _check_unsupported_flags(group)
+        _check_bool_options(group, self._info.flags)

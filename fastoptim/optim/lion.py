@@ -1,0 +1,109 @@
+"""Lion (EvoLved Sign Momentum; Chen et al., 2023). Not part of torch.optim."""
+
+from fastoptim.optim._validation import (
+    _check_betas_pair,
+    _check_bool_options,
+    _check_lr,
+    _check_unsupported_flags,
+)
+from fastoptim.optim.base import Optimizer
+from fastoptim.optim.registry import OPTIMIZERS
+
+__all__ = ["Lion"]
+
+
+def _check_lion_hyperparameters(lr, betas, weight_decay):
+    """The checks of the Adam family, with torch's messages (betas may be 1, as in the
+    reference implementation)."""
+    _check_lr(lr)
+    if not 0.0 <= betas[0] <= 1.0:
+        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
+    if not 0.0 <= betas[1] <= 1.0:
+        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
+class Lion(Optimizer):
+    r"""Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms"): the sign of an
+    interpolated momentum, with decoupled weight decay.
+
+    Not part of torch 2.13. Each ``step()`` makes one call into the compiled kernels per
+    parameter group, over every parameter of the group that has a gradient.
+
+    .. math::
+
+        \begin{aligned}
+            {{grad}}
+            &\theta_{t-1} \leftarrow \theta_{t-1} (1 - \gamma \lambda) \\
+            &c_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+            &\theta_t \leftarrow \theta_{t-1} - \gamma \operatorname{sign}(c_t) \\
+            &m_t \leftarrow \beta_2 m_{t-1} + (1 - \beta_2) g_t
+        \end{aligned}
+
+    with learning rate :math:`\gamma`, ``betas`` :math:`(\beta_1, \beta_2)`, decoupled weight
+    decay :math:`\lambda`, :math:`m_0 = 0` and :math:`\operatorname{sign}(0) = 0`. Every entry
+    moves by exactly :math:`\gamma` (or not at all), so Lion wants a learning rate 3-10 times
+    smaller than AdamW's and a weight decay 3-10 times larger (the paper's advice). The rounding
+    is that of the reference implementation written in torch ops (lucidrains/lion-pytorch):
+    :math:`c_t` and :math:`m_t` are fused multiply-adds. Without square roots or divisions, the
+    result is the same for any thread count and bitwise that of the NumPy rule.
+
+    Parameters
+    ----------
+    {{params}}
+    lr : float, default 1e-4
+        Learning rate :math:`\gamma`. A NumPy scalar or 1-element array is used as ``float(lr)``.
+    betas : tuple of two floats, default (0.9, 0.99)
+        :math:`(\beta_1, \beta_2)`, each in [0, 1]: :math:`\beta_1` interpolates the update's
+        direction, :math:`\beta_2` the momentum kept.
+    weight_decay : float, default 0.0
+        Decoupled weight decay :math:`\lambda`.
+    {{maximize}}
+
+    Attributes
+    ----------
+    state : dict
+        Per parameter, created at its first step with a gradient: ``"exp_avg"`` (:math:`m`), an
+        array of the parameter's shape and dtype. There is no step count: the rule does not use
+        one.
+
+    Raises
+    ------
+    ValueError
+        Before ``params`` is looked at, with the messages torch's optimizers use: ``Tensor lr
+        must be 1-element``, ``Invalid learning rate``, ``Invalid beta parameter at index
+        0/1``, ``Invalid weight_decay value``.
+
+    Notes
+    -----
+    Hyperparameters of every param group are checked with the constructor's rules. Non-finite
+    gradients propagate into the momentum; ``sign(NaN)`` is 0, so a NaN in :math:`c_t` leaves the
+    parameter where the decay put it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastoptim as fo
+    >>> w = fo.Parameter(np.array([1.0, -2.0, 3.0]))
+    >>> opt = fo.Lion([w], lr=0.1)
+    >>> w.grad = np.array([0.5, -4.0, 0.0])
+    >>> opt.step()                     # every entry moves by lr against the sign, or not at all
+    >>> w
+    Parameter([ 0.9, -1.9,  3. ])
+    >>> opt.state[w]["exp_avg"]
+    array([ 0.005, -0.04 ,  0.   ])
+    """
+
+    _info = OPTIMIZERS["Lion"]
+
+    def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False):
+        _check_lion_hyperparameters(lr, betas, weight_decay)
+        defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay, "maximize": maximize}
+        super().__init__(params, defaults)
+
+    def _check_group(self, group):
+        _check_betas_pair(group["betas"])
+        _check_lion_hyperparameters(group["lr"], group["betas"], group["weight_decay"])
+        _check_unsupported_flags(group)
+        _check_bool_options(group, self._info.flags)
