@@ -21,6 +21,15 @@ from fastoptim.tools.peers import Case, make_peer
 DTYPES = [np.float32, np.float64]
 
 
+def _peer_or_skip(name, case):
+    """Peer ``name`` over ``case``; the test is skipped where the peer has no implementation of
+    the case's optimizer (the benchmark shows ``-`` there)."""
+    try:
+        return make_peer(name, case)
+    except _bench_peers.Unsupported as exc:
+        pytest.skip(str(exc))
+
+
 def _run_steps(peer, n):
     for _ in range(n):
         peer.step()
@@ -44,7 +53,7 @@ def test_numpy_peer_matches_fastoptim(peer_name, optimizer, dtype):
     # 100_000 elements: more than one 256 KiB chunk of the blocked peer in both dtypes
     case = Case([(100_000,), (3, 5), (1,)], dtype, config, seed=3)
     ours = _run_steps(make_peer("fastoptim", case), 4)
-    theirs = _run_steps(make_peer(peer_name, case), 4)
+    theirs = _run_steps(_peer_or_skip(peer_name, case), 4)
     rtol = 1e-5 if dtype == np.float32 else 1e-13
     for p, r, p0 in zip(theirs, ours, case.init_params):
         update = np.abs(r.astype(np.float64) - p0)
@@ -94,7 +103,7 @@ def test_class_peer_matches_functional_bit_for_bit(optimizer):
 def test_torch_peers_agree(peer_name, optimizer):
     case = Case([(1000,), (4, 4)], np.float64, bench.OPTIMIZERS[optimizer])
     ours = _run_steps(make_peer("fastoptim", case), 2)
-    theirs = _run_steps(make_peer(peer_name, case), 2)
+    theirs = _run_steps(_peer_or_skip(peer_name, case), 2)
     assert bench.check_agreement(theirs, ours, case.init_params) <= 1.0
 
 
@@ -435,3 +444,25 @@ def test_a_full_run_says_how_long_it_will_take(monkeypatch, capsys):
     assert err[-1].endswith("1/1 done")
     bench.run(["10M"], ["sgd"], ["float32"], [1], [], overhead=False, quick=True)
     assert "takes about" not in capsys.readouterr().err      # a quick check is quick
+
+
+def test_a_peer_without_the_optimizer_is_listed_once_not_as_a_problem():
+    unsupported = [{"peer": "numpy", "kind": "unsupported", "reason": "there is no NumPy peer",
+                    "workload": w, "optimizer": o, "dtype": "float32"}
+                   for w in ("10M", "mix") for o in ("x", "y")]
+    mismatch = {"peer": "torch-foreach", "kind": "mismatch", "reason": "differs",
+                "workload": "10M", "optimizer": "x", "dtype": "float32"}
+    lines = bench._problem_lines({"problems": unsupported + [mismatch]})
+    assert lines == ["", "Problems:", "  torch-foreach (10M x float32): mismatch: differs",
+                     "", "Not run (no implementation in that peer):", "  numpy: x, y"]
+    assert bench._problem_lines({"problems": []}) == []
+
+
+def test_every_registry_optimizer_with_a_class_is_benchmarked():
+    from fastoptim.optim import registry
+
+    benchmarked = {config.optimizer for config in bench.OPTIMIZERS.values()}
+    assert benchmarked == set(registry.OPTIMIZERS)
+    for config in bench.OPTIMIZERS.values():
+        active = config.info.active_buffers(config.group)
+        assert config.bytes_per_element(np.float64) == 8 * (3 + 2 * len(active))

@@ -42,7 +42,7 @@ class TimeFunctional(_Threads):
 
     def setup(self, workload, optimizer, dtype, threads):
         self.peer = make_peer("fastoptim", _case(workload, optimizer, dtype))
-        self.peer.step()            # the first SGD step allocates the momentum buffers
+        self.peer.step()            # the first step allocates the state created lazily
         self._set_threads(threads)
 
     def time_step(self, workload, optimizer, dtype, threads):
@@ -86,15 +86,14 @@ class TimeBound:
 class TrackPercentOfBound:
     """fastoptim's functional step as a percentage of the bound, measured interleaved in one run."""
 
-    params = (WORKLOADS, ["sgd", "adam"], ["float32"], THREADS)
+    params = (WORKLOADS, list(bench.OVERHEAD_OPTIMIZERS), ["float32"], THREADS)
     param_names = ["workload", "optimizer", "dtype", "threads"]
     unit = "%"
     timeout = 600
 
     def track_pct_of_bound(self, workload, optimizer, dtype, threads):
         results, _ = bench.run_cell(bench.WORKLOADS[workload], bench.OPTIMIZERS[optimizer],
-                                    np.dtype(dtype), [threads], [], repeats=5, min_time=0.05,
-                                    quiet=True)
+                                    np.dtype(dtype), [threads], [], repeats=5, min_time=0.05)
         bench._derive(results)
         return next(r["pct_of_bound"] for r in results if r["peer"] == "fastoptim")
 
@@ -102,7 +101,7 @@ class TrackPercentOfBound:
 class TimeStepOverhead(_Threads):
     """A step on 1 and on 1000 one-element float32 params: the Python and call overhead."""
 
-    params = (["fastoptim", "fastoptim-class"], ["sgd", "adam"], [1, 1000])
+    params = (["fastoptim", "fastoptim-class"], list(bench.OVERHEAD_OPTIMIZERS), [1, 1000])
     param_names = ["path", "optimizer", "n_arrays"]
 
     def setup(self, path, optimizer, n_arrays):

@@ -74,7 +74,8 @@ cdef cnp.ndarray _check_param(object obj, str name, Py_ssize_t i):
     if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
         raise ValueError(
             f"{name}[{i}] is not a C-contiguous, aligned array and cannot be updated in place; "
-            f"make it contiguous once with np.ascontiguousarray(...) and keep using that copy")
+            f"make a C-contiguous, aligned copy once with a.copy() (np.ascontiguousarray(a) makes "
+            f"it contiguous but not aligned) and keep using that copy")
     if not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(
             f"{name}[{i}] is read-only and cannot be updated in place; pass a writeable array "
@@ -118,12 +119,13 @@ cdef cnp.ndarray _check_like(object obj, cnp.ndarray param, str name, Py_ssize_t
             f"each must have exactly its parameter's shape")
     if is_grad:
         if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
-            a = np.ascontiguousarray(a)
+            a = a.copy(order="C")   # np.ascontiguousarray would keep a misaligned array
         return a
     if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
         raise ValueError(
             f"{name}[{i}] is not a C-contiguous, aligned array and cannot be updated in place; "
-            f"make it contiguous with np.ascontiguousarray(...)")
+            f"make a C-contiguous, aligned copy with a.copy() (np.ascontiguousarray(a) makes it "
+            f"contiguous but not aligned)")
     if not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{name}[{i}] is read-only and cannot be updated in place")
     return a

@@ -123,6 +123,14 @@ class OptimizerInfo:
         its keys in this order.
     in_torch : bool
         Whether ``torch.optim`` has it (False for Lion): the torch-parity tests skip the others.
+    bench_configs : tuple of (str, dict)
+        The benchmark's configurations (:mod:`fastoptim.tools.bench`): its key and the class's
+        hyperparameters besides ``lr``; empty: one configuration with the class defaults, keyed
+        by the lowercase name.
+    demo : dict or None
+        The demo's settings (:mod:`fastoptim.tools.demo`): ``lr``, ``weight_decay`` (of the weight
+        matrices), optional ``kwargs`` (further hyperparameters) and ``default`` (the demo's
+        default optimizer); None: the demo does not offer it.
     """
 
     name: str
@@ -141,6 +149,8 @@ class OptimizerInfo:
     kernel_configs: tuple = ()
     state_order: tuple = ()
     in_torch: bool = True
+    bench_configs: tuple = ()
+    demo: dict = None
 
     @property
     def torch_name(self):
@@ -300,6 +310,8 @@ OPTIMIZERS = {info.name: info for info in [
                         "differentiable": False, "fused": False},
         configs=_sgd_configs("SGD"),
         default_config=4,  # momentum
+        bench_configs=(("sgd", {"momentum": 0.9}),),
+        demo={"lr": 0.1, "weight_decay": 1e-4, "kwargs": {"momentum": 0.9, "nesterov": True}},
         kernel_configs=(
             dict(lr=1e-3, weight_decay=0.0, momentum=0.0, dampening=0.0, nesterov=False,
                  maximize=False),
@@ -324,6 +336,8 @@ OPTIMIZERS = {info.name: info for info in [
               "maximize": True}),
         ]),
         default_config=4,  # amsgrad
+        bench_configs=(("adam", {}), ("amsgrad", {"amsgrad": True})),
+        demo={"lr": 1e-2, "weight_decay": 1e-5},
         kernel_configs=(
             dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False,
                  maximize=False, decoupled_weight_decay=False),
@@ -343,6 +357,8 @@ OPTIMIZERS = {info.name: info for info in [
         group_defaults=_ADAM_GROUP_DEFAULTS, group_forced={"decoupled_weight_decay": True},
         configs=_adam_configs("AdamW"),
         default_config=4,  # amsgrad
+        bench_configs=(("adamw", {"weight_decay": 1e-2}),),
+        demo={"lr": 1e-2, "weight_decay": 1e-2, "default": True},
     ),
     # -- cls1: RMSprop, Adagrad, Adadelta, Adamax, Lion --
     OptimizerInfo(

@@ -32,11 +32,13 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import numpy as np
 
 import fastoptim
+from fastoptim.optim import registry as _registry
 from fastoptim.tools import peers as _bench_peers
 from fastoptim.tools.peers import Case, make_peer, unavailable_reason
 
@@ -92,46 +94,73 @@ DEFAULT_WORKLOADS = ("10M", "mix", "1000x1k")
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    """One optimizer with fixed hyperparameters, and the bytes per element its step must move.
+    """One optimizer of the registry with fixed hyperparameters, and the bytes its step must move.
 
-    ``n_read`` arrays are read per element (params, grads and the state) and ``n_write`` written
-    back (params and the state); the grads are only read. The learning rate is small so that
-    parameters drift slowly over the many thousands of timed steps.
+    ``optimizer`` is the key of the optimizer in :data:`fastoptim.optim.registry.OPTIMIZERS`,
+    ``hyperparameters`` the class's keyword arguments besides ``lr``. The learning rate is small so
+    that parameters drift slowly over the many thousands of timed steps. ``n_read`` arrays are
+    read per element (params, grads and the state arrays the step uses) and ``n_write`` written
+    back (params and that state); the grads are only read.
     """
 
     name: str
     description: str
-    family: str                     # "sgd" or "adam"
-    n_read: int
-    n_write: int
+    optimizer: str
+    hyperparameters: dict = field(default_factory=dict)
     lr: float = 1e-4
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
-    betas: tuple = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    amsgrad: bool = False
-    decoupled_weight_decay: bool = False
+
+    @property
+    def info(self):
+        """The optimizer's :class:`~fastoptim.optim.registry.OptimizerInfo`."""
+        return _registry.OPTIMIZERS[self.optimizer]
+
+    @property
+    def kwargs(self):
+        """The class's keyword arguments."""
+        return {**self.hyperparameters, "lr": self.lr}
+
+    @cached_property
+    def group(self):
+        """The full param group the class makes of :attr:`kwargs` (its defaults filled in)."""
+        group = self.info.cls([fastoptim.Parameter(np.zeros(1))], **self.kwargs).param_groups[0]
+        return {key: value for key, value in group.items() if key != "params"}
+
+    @property
+    def n_read(self):
+        return 2 + len(self.info.active_buffers(self.group))
+
+    @property
+    def n_write(self):
+        return 1 + len(self.info.active_buffers(self.group))
 
     def bytes_per_element(self, dtype):
-        return (self.n_read + self.n_write) * np.dtype(dtype).itemsize
+        return self.info.bytes_per_element(np.dtype(dtype).itemsize, self.group)
 
 
-# The optimizer family (which functional form and which peer code path a config takes) and the
-# array counts are written out here for now; once the optimizer registry exists they are read
-# from it (family = the registry key, n_read = 2 + active buffers, n_write = 1 + active buffers, the
-# bytes per element of the interface's kernel spec), and the peers' ``family`` branches become
-# registry lookups. Nothing else in this file depends on which families exist.
+def _class_available(info):
+    try:
+        info.cls
+    except (ImportError, AttributeError):
+        return False
+    return True
+
+
+def _describe(info, hyperparameters):
+    return ", ".join([info.name] + [f"{key}={value!r}" for key, value in hyperparameters.items()])
+
+
+# Every optimizer of the registry whose class exists in this build, with the configurations its
+# entry names (``bench_configs``; by default one with the class defaults).
 OPTIMIZERS = {
-    c.name: c for c in (
-        OptimizerConfig("sgd", "SGD, momentum 0.9", "sgd", 3, 2, momentum=0.9),
-        OptimizerConfig("adam", "Adam", "adam", 4, 3),
-        OptimizerConfig("amsgrad", "Adam, amsgrad=True", "adam", 5, 4, amsgrad=True),
-        OptimizerConfig("adamw", "AdamW, weight_decay=1e-2", "adam", 4, 3, weight_decay=1e-2,
-                        decoupled_weight_decay=True),
-    )
+    key: OptimizerConfig(key, _describe(info, hyperparameters), info.name, hyperparameters)
+    for info in _registry.OPTIMIZERS.values() if _class_available(info)
+    for key, hyperparameters in (info.bench_configs or ((info.name.lower(), {}),))
 }
+
+# The step() overhead is measured for the first configurations of the registry's first two
+# optimizers (the one-buffer and the two-buffer optimizer of the original three): the fixed and
+# per-array costs are those of the step template, shared by every optimizer.
+OVERHEAD_OPTIMIZERS = tuple(OPTIMIZERS)[:2]
 
 DTYPES = ("float32", "float64")
 
@@ -253,7 +282,7 @@ def _estimate_bytes(case_elements, itemsize, config, peer_names):
     """A generous estimate of the memory one cell holds (to refuse a run that cannot fit)."""
     per_peer = {
         "fastoptim": config.n_write, "fastoptim-class": config.n_write,
-        "numpy": config.n_write + 1 + (config.weight_decay != 0),
+        "numpy": config.n_write + 1 + (config.group.get("weight_decay", 0) != 0),
         "numpy-blocked": config.n_write,
         "torch-forloop": config.n_write + 1, "torch-foreach": config.n_write + 3,
         "torch-fused": config.n_write, "optax": 2 * config.n_write + 1,
@@ -310,6 +339,8 @@ def run_cell(workload, config, dtype, threads, peer_names, *, quick=False, repea
     for name in peer_names:
         try:
             peers.append(make_peer(name, case))
+        except _bench_peers.Unsupported as exc:  # the peer has no such optimizer or option
+            problems.append({"peer": name, "kind": "unsupported", "reason": str(exc)})
         except Exception as exc:  # an optional library refusing a configuration (e.g. a dtype)
             problems.append({"peer": name, "kind": "skipped",
                              "reason": f"{type(exc).__name__}: {exc}"})
@@ -406,7 +437,7 @@ def _derive(results):
 # ----------------------------------------------------------------------------------------------
 
 def measure_overhead(peer_names=("fastoptim-class", "fastoptim", "torch-fused"),
-                     optimizers=("sgd", "adam"), counts=(1, 1000), repeats=5, min_time=0.05):
+                     optimizers=None, counts=(1, 1000), repeats=5, min_time=0.05):
     """The fixed and per-array cost of one step on 1-element float32 params.
 
     A step over ``counts[-1]`` one-element arrays and over ``counts[0]`` of them moves almost no
@@ -419,7 +450,10 @@ def measure_overhead(peer_names=("fastoptim-class", "fastoptim", "torch-fused"),
     -------
     list of dict
         One record per optimizer and peer: ``fixed_us``, ``per_array_us`` and the raw times.
+        ``optimizers`` defaults to :data:`OVERHEAD_OPTIMIZERS`.
     """
+    if optimizers is None:
+        optimizers = OVERHEAD_OPTIMIZERS
     records = []
     _set_threads(1)
     for opt_name in optimizers:
@@ -689,51 +723,69 @@ def _machine_lines(report):
 
 
 def format_quick(report):
-    """The ``--quick`` report: one compact line per cell, times only, no ratios.
+    """The ``--quick`` report: one compact line per optimizer configuration, times only, no ratios.
 
     Quick shapes are tiny (tens of kilobytes), so a step takes microseconds and its time is mostly
     call overhead and noise: percentages of the bandwidth bound and speedups computed from them
-    would be meaningless, and are not shown.
+    would be meaningless, and are not shown. A cell is the sum over the workloads, dtypes and
+    thread counts of the median step time (``MISMATCH`` if any of them disagrees with fastoptim),
+    so that the table stays one line per optimizer however many the registry holds.
     """
     results = report["results"]
     peers = [p for p in PEER_ORDER if any(r["peer"] == p for r in results)]
     cells = {}
     for r in results:
-        cells.setdefault((r["workload"], r["optimizer"], r["dtype"], r["threads"]), {})[r["peer"]] = r
-    headers = ["quick shapes", "optimizer", "dtype", "threads", *peers]
+        cells.setdefault(r["optimizer"], {}).setdefault(r["peer"], []).append(r)
+    headers = ["optimizer", *peers]
     rows = []
-    for key in sorted(cells, key=lambda k: (list(WORKLOADS).index(k[0]),
-                                            list(OPTIMIZERS).index(k[1]), k[2], k[3])):
-        row = [WORKLOADS[key[0]].label(quick=True), key[1], key[2], str(key[3])]
+    for name in sorted(cells, key=list(OPTIMIZERS).index):
+        row = [name]
         for peer in peers:
-            r = cells[key].get(peer)
-            if r is None:
+            runs = cells[name].get(peer)
+            if not runs:
                 row.append("-")
-            elif not r.get("agrees", True):
+            elif not all(r.get("agrees", True) for r in runs):
                 row.append("MISMATCH")
             else:
-                row.append(_fmt(r["median_s"] * 1e6))
+                row.append(_fmt(sum(r["median_s"] for r in runs) * 1e6))
         rows.append(row)
     n_ok = sum(1 for r in results if r["peer"] != "bound" and r.get("agrees", True))
+
+    def present(key, order, label=str):
+        return ", ".join(label(x) for x in order if any(r[key] == x for r in results))
+
     lines = [
         *_machine_lines(report),
         f"QUICK CHECK on tiny arrays: {n_ok} of {sum(1 for r in results if r['peer'] != 'bound')} "
         "peer results agree with fastoptim after two steps.",
-        "Microseconds per step, mostly call overhead at these sizes: not a speed comparison, so",
-        "no ratios are shown. Run without --quick to measure speed.",
+        "Microseconds per step summed over the quick shapes ("
+        + present("workload", WORKLOADS, lambda w: WORKLOADS[w].label(quick=True)) + "), dtypes ("
+        + present("dtype", DTYPES) + ") and thread counts;",
+        "mostly call overhead at these sizes: not a speed comparison, so no ratios are shown.",
+        "Run without --quick to measure speed.",
         "",
-        _format_rows(headers, rows, numeric_from=4, group=0),
+        _format_rows(headers, rows, numeric_from=1, group=0),
     ]
     return "\n".join(lines + _problem_lines(report))
 
 
 def _problem_lines(report):
-    if not report["problems"]:
-        return []
-    lines = ["", "Problems:"]
+    """The problems, and one line per peer that has no implementation of some optimizers."""
+    problems = [p for p in report["problems"] if p["kind"] != "unsupported"]
+    missing = {}
     for p in report["problems"]:
-        where = f"{p['workload']} {p['optimizer']} {p['dtype']}"
-        lines.append(f"  {p['peer']} ({where}): {p['kind']}: {p['reason']}")
+        if p["kind"] == "unsupported":
+            missing.setdefault(p["peer"], {})[p["optimizer"]] = None
+    lines = []
+    if problems:
+        lines += ["", "Problems:"]
+        for p in problems:
+            where = f"{p['workload']} {p['optimizer']} {p['dtype']}"
+            lines.append(f"  {p['peer']} ({where}): {p['kind']}: {p['reason']}")
+    if missing:
+        lines += ["", "Not run (no implementation in that peer):"]
+        for peer, names in missing.items():
+            lines.append(f"  {peer}: {', '.join(names)}")
     return lines
 
 
@@ -1009,7 +1061,7 @@ def run(workloads=DEFAULT_WORKLOADS, optimizers=tuple(OPTIMIZERS), dtypes=DTYPES
             names = [p for p in ("fastoptim-class", "fastoptim", "torch-fused")
                      if p == "fastoptim" or p in peers]
             report["overhead"] = measure_overhead(
-                names, optimizers=[o for o in ("sgd", "adam") if o in optimizers] or ["adam"],
+                names, optimizers=[o for o in OVERHEAD_OPTIMIZERS if o in optimizers] or optimizers[:1],
                 repeats=repeats, min_time=min_time / 2)
     finally:
         fastoptim.set_num_threads(fo_threads)

@@ -92,6 +92,7 @@ import warnings
 import numpy as np
 
 import fastoptim as fo
+from fastoptim.optim import registry as _registry
 
 __all__ = [
     "make_spiral",
@@ -128,13 +129,19 @@ DTYPE = np.float32
 # results independent of the BLAS thread count.
 EVAL_CHUNK = 128
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
-# Per-optimizer defaults: (learning rate, weight decay of the weight matrices).
-DEFAULT_HPARAMS = {
-    "adamw": (1e-2, 1e-2),
-    "adam": (1e-2, 1e-5),
-    "sgd": (0.1, 1e-4),
-}
+# The optimizers the demo offers (``--optimizer``, lowercase names) and their settings: the
+# registry entries that have ``demo`` settings (learning rate, weight decay of the weight
+# matrices, further hyperparameters), the default one first.
+_DEMO = {info.name.lower(): info for info in _registry.OPTIMIZERS.values() if info.demo}
+OPTIMIZERS = tuple(sorted(_DEMO, key=lambda name: not _DEMO[name].demo.get("default")))
+DEFAULT_OPTIMIZER = OPTIMIZERS[0]
+DEFAULT_HPARAMS = {name: (info.demo["lr"], info.demo["weight_decay"])
+                   for name, info in _DEMO.items()}
+
+
+def _extra_settings(name):
+    """The demo's further hyperparameters of optimizer ``name``, as text (", momentum 0.9")."""
+    return "".join(f", {key} {value}" for key, value in _DEMO[name].demo.get("kwargs", {}).items())
 DEFAULT_STEPS = 30_000
 DEFAULT_BATCH = 128
 DEFAULT_SEED = 0
@@ -433,12 +440,8 @@ def make_optimizer(name, model, lr, weight_decay):
         {"params": model.weights(), "weight_decay": weight_decay},
         {"params": model.biases(), "weight_decay": 0.0},
     ]
-    if name == "adamw":
-        return fo.AdamW(groups, lr=lr)
-    if name == "adam":
-        return fo.Adam(groups, lr=lr)
-    if name == "sgd":
-        return fo.SGD(groups, lr=lr, momentum=0.9, nesterov=True)
+    if name in _DEMO:
+        return _DEMO[name].cls(groups, lr=lr, **_DEMO[name].demo.get("kwargs", {}))
     raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
@@ -640,12 +643,16 @@ def build_parser():
     settings = parser.add_argument_group(
         "run settings (a resumed run keeps the ones it started with)")
     settings.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                          help="adamw (default), adam, or sgd (momentum 0.9, Nesterov)")
+                          help=", ".join(f"{name} ({_extra_settings(name)[2:] or 'default'})"
+                                         if name == DEFAULT_OPTIMIZER or _extra_settings(name)
+                                         else name for name in OPTIMIZERS))
     settings.add_argument("--lr", type=_float_at_least(0.0, strict=True), default=None,
-                          help="peak learning rate (default: 0.01 for adamw/adam, 0.1 for sgd)")
+                          help="peak learning rate (default: " + ", ".join(
+                              f"{DEFAULT_HPARAMS[name][0]:g} {name}" for name in OPTIMIZERS) + ")")
     settings.add_argument("--weight-decay", type=_float_at_least(0.0, strict=False),
                           default=None, help="weight decay of the weight matrices; biases get "
-                                             "none (default: 0.01 adamw, 1e-5 adam, 1e-4 sgd)")
+                                             "none (default: " + ", ".join(
+                              f"{DEFAULT_HPARAMS[name][1]:g} {name}" for name in OPTIMIZERS) + ")")
     settings.add_argument("--steps", type=_int_at_least(1), default=None,
                           help=f"optimizer steps in the whole run (default {DEFAULT_STEPS})")
     settings.add_argument("--batch-size", type=_int_at_least(1), default=None,
@@ -694,7 +701,7 @@ def _resolve_config(args, ckpt):
                                 f"started with; leave out {flag}, or start a new run with another "
                                 f"--out", status=2)
         return config
-    name = given.get("optimizer", "adamw")
+    name = given.get("optimizer", DEFAULT_OPTIMIZER)
     lr, weight_decay = DEFAULT_HPARAMS[name]
     config = {
         "optimizer": name,
@@ -1007,7 +1014,7 @@ def run(args):
     print(f"model: MLP {sizes} (ReLU), {n_params} float32 parameters; seed {c['seed']}, "
           f"batch {c['batch_size']}")
     opt_name = type(training.optimizer).__name__
-    extra = ", momentum 0.9, Nesterov" if c["optimizer"] == "sgd" else ""
+    extra = _extra_settings(c["optimizer"])
     warmup = warmup_steps(c["steps"])
     schedule = (f"linear warm-up for {warmup} steps, then cosine" if warmup else "cosine")
     print(f"optimizer: {opt_name} lr {c['lr']:g}{extra}, weight decay {c['weight_decay']:g} on "

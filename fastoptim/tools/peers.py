@@ -13,9 +13,13 @@ fastoptim is imported.
 import numpy as np
 
 import fastoptim
-from fastoptim import functional as _functional
 
-__all__ = ["Case", "PEERS", "available_peers", "make_peer"]
+__all__ = ["Case", "PEERS", "Unsupported", "available_peers", "make_peer"]
+
+
+class Unsupported(ValueError):
+    """The peer has no implementation of this optimizer or configuration: it is not run (a
+    ``-`` in the tables), which is not a problem of the run."""
 
 
 class Case:
@@ -75,64 +79,65 @@ class Peer:
 # fastoptim
 # ----------------------------------------------------------------------------------------------
 
+def _state_lists(config, params):
+    """The functional form's state lists over ``params`` for a fresh optimizer of ``config``, in
+    the kernel's argument order (buffer lists, further lists, ``state_steps``), built as the class
+    builds them: its initial arrays (``_new_buffer``), ``None`` for the buffers the first step
+    creates, an empty list for a buffer the configuration switches off."""
+    info = config.info
+    spec = info.kernel_spec
+    template = info.cls([fastoptim.Parameter(np.zeros(1))], **config.kwargs)
+    group = template.param_groups[0]
+    active = info.active_buffers(group)
+    lists = []
+    for key in info.buffers + spec.scalar_keys:
+        if key in info.lazy_buffers:
+            lists.append([None] * len(params))
+        elif key in active or key in spec.scalar_keys:
+            lists.append([template._new_buffer(key, p, group) for p in params])
+        else:
+            lists.append([])
+    if spec.steps:
+        lists.append([0] * len(params))
+    return lists, template._kernel_kwargs(group)
+
+
 class FastoptimFunctional(Peer):
-    """``fastoptim.functional.sgd/adam/adamw``: one compiled call over the whole list."""
+    """The optimizer's form in :mod:`fastoptim.functional`: one compiled call over the whole list."""
 
     name = "fastoptim"
     label = "fastoptim (functional)"
 
     def __init__(self, case):
-        cfg = case.config
+        import inspect
+
         self.params = case.param_copies()
         self.grads = list(case.grads)
-        n = len(self.params)
-        if cfg.family == "sgd":
-            # None entries: the first step creates the buffers, as in torch.
-            self.momentum_buffers = [None] * n
-            self.kwargs = dict(weight_decay=cfg.weight_decay, momentum=cfg.momentum, lr=cfg.lr,
-                               dampening=cfg.dampening, nesterov=cfg.nesterov, maximize=False)
-        else:
-            self.exp_avgs = [np.zeros_like(p) for p in self.params]
-            self.exp_avg_sqs = [np.zeros_like(p) for p in self.params]
-            self.max_exp_avg_sqs = [np.zeros_like(p) for p in self.params] if cfg.amsgrad else []
-            self.state_steps = [0] * n
-            self.kwargs = dict(amsgrad=cfg.amsgrad, beta1=cfg.betas[0], beta2=cfg.betas[1],
-                               lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.eps,
-                               maximize=False)
-        self.family = cfg.family
-        self.adam = _functional.adamw if cfg.decoupled_weight_decay else _functional.adam
+        self.function = case.config.info.functional
+        self.lists, kwargs = _state_lists(case.config, self.params)
+        accepted = inspect.signature(self.function).parameters
+        # the kernel's per-step scalars and flags, less those the functional form fixes itself
+        self.kwargs = {key: value for key, value in kwargs.items() if key in accepted}
 
     def step(self):
-        if self.family == "sgd":
-            _functional.sgd(self.params, self.grads, self.momentum_buffers, **self.kwargs)
-        else:
-            self.adam(self.params, self.grads, self.exp_avgs, self.exp_avg_sqs,
-                      self.max_exp_avg_sqs, self.state_steps, **self.kwargs)
+        self.function(self.params, self.grads, *self.lists, **self.kwargs)
 
 
 def _has_classes():
-    return all(hasattr(fastoptim, name) for name in ("Parameter", "SGD", "Adam", "AdamW"))
+    return hasattr(fastoptim, "Parameter")
 
 
 class FastoptimClass(Peer):
-    """``fastoptim.SGD/Adam/AdamW(...).step()`` over ``fastoptim.Parameter`` params."""
+    """The optimizer class's ``step()`` over ``fastoptim.Parameter`` params."""
 
     name = "fastoptim-class"
     label = "fastoptim opt.step()"
 
     def __init__(self, case):
-        cfg = case.config
         self.params = [fastoptim.Parameter(p) for p in case.param_copies()]
         for p, g in zip(self.params, case.grads):
             p.grad = g
-        if cfg.family == "sgd":
-            self.opt = fastoptim.SGD(self.params, lr=cfg.lr, momentum=cfg.momentum,
-                                     dampening=cfg.dampening, weight_decay=cfg.weight_decay,
-                                     nesterov=cfg.nesterov)
-        else:
-            cls = fastoptim.AdamW if cfg.decoupled_weight_decay else fastoptim.Adam
-            self.opt = cls(self.params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                           weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
+        self.opt = case.config.info.cls(self.params, **case.config.kwargs)
         self.step = self.opt.step
 
     def numpy_params(self):
@@ -160,24 +165,28 @@ class NumpyPeer(Peer):
 
     def __init__(self, case, chunk_bytes=None):
         cfg = case.config
+        info = cfg.info
+        if info.kernel not in _NUMPY_RULES:
+            raise Unsupported(f"there is no NumPy peer for {info.name}")
         self.cfg = cfg
+        self._rule = _NUMPY_RULES[info.kernel]
         self.params = case.param_copies()
         self.grads = list(case.grads)
+        group = cfg.group
+        if group.get("maximize"):
+            raise Unsupported("the NumPy peers do not model maximize=True")
         itemsize = case.dtype.itemsize
         chunk = None if chunk_bytes is None else max(16, chunk_bytes // itemsize)
         largest = max((p.size for p in self.params), default=1)
         scratch_size = largest if chunk is None else min(largest, chunk)
         self._scratch = np.empty(scratch_size, case.dtype)
         # A second scratch only where the rule needs a modified gradient (L2 weight decay).
-        need_second = cfg.weight_decay != 0 and not cfg.decoupled_weight_decay
+        need_second = (group.get("weight_decay", 0) != 0
+                       and not group.get("decoupled_weight_decay", False))
         self._scratch2 = np.empty(scratch_size, case.dtype) if need_second else None
-        if cfg.family == "sgd":
-            self.bufs = [np.zeros_like(p) for p in self.params]
-        else:
-            self.exp_avgs = [np.zeros_like(p) for p in self.params]
-            self.exp_avg_sqs = [np.zeros_like(p) for p in self.params]
-            self.max_exp_avg_sqs = ([np.zeros_like(p) for p in self.params] if cfg.amsgrad
-                                    else [None] * len(self.params))
+        # The state arrays the step uses (zeros; a lazy buffer is filled by the first step).
+        self.state = [[np.zeros_like(p) for p in self.params]
+                      for _ in info.active_buffers(group)]
         self.step_count = 0
         # Flat views and (start, stop) pieces, computed once: the step only slices.
         self._pieces = []
@@ -187,97 +196,95 @@ class NumpyPeer(Peer):
             self._pieces.append([(a, min(a + step, n)) for a in range(0, n, step)])
         self._flat = [p.reshape(-1) for p in self.params]
         self._flat_grads = [g.reshape(-1) for g in self.grads]
-        if cfg.family == "sgd":
-            self._flat_state = [(b.reshape(-1),) for b in self.bufs]
-        else:
-            self._flat_state = [
-                (m.reshape(-1), v.reshape(-1), None if vm is None else vm.reshape(-1))
-                for m, v, vm in zip(self.exp_avgs, self.exp_avg_sqs, self.max_exp_avg_sqs)]
+        self._flat_state = [tuple(buffers[i].reshape(-1) for buffers in self.state)
+                            for i in range(len(self.params))]
 
     def step(self):
         self.step_count += 1
-        if self.cfg.family == "sgd":
-            self._sgd()
+        self._rule(self, self.cfg.group)
+
+    def _pieces_of(self):
+        """``(param, grad, state arrays, scratch)`` slices of every chunk of every array."""
+        scratch = self._scratch
+        for p_all, g_all, state, pieces in zip(self._flat, self._flat_grads, self._flat_state,
+                                               self._pieces):
+            for a, z in pieces:
+                yield p_all[a:z], g_all[a:z], [b[a:z] for b in state], scratch[:z - a], a, z
+
+    def _decayed_grad(self, p, g, wd, a, z):
+        """``grad + wd * param`` (torch's L2 weight decay) in the second scratch."""
+        d = self._scratch2[:z - a]
+        np.multiply(p, wd, out=d)
+        d += g
+        return d
+
+
+def _numpy_momentum_rule(peer, group):
+    """torch's single-tensor momentum step, op by op (``_single_tensor_sgd``)."""
+    first = peer.step_count == 1
+    wd, momentum, lr = group["weight_decay"], group["momentum"], group["lr"]
+    one_minus_dampening = 1.0 - group["dampening"]
+    for p, g, state, s, a, z in peer._pieces_of():
+        d = peer._decayed_grad(p, g, wd, a, z) if wd != 0 else g
+        if momentum != 0:
+            (buf,) = state
+            if first:
+                np.copyto(buf, d)               # torch: buf = grad.clone()
+            else:
+                buf *= momentum                 # buf.mul_(momentum).add_(grad, 1 - damp)
+                if one_minus_dampening == 1.0:
+                    buf += d
+                else:
+                    np.multiply(d, one_minus_dampening, out=s)
+                    buf += s
+            if group["nesterov"]:
+                np.multiply(buf, momentum, out=s)   # grad.add(buf, alpha=momentum)
+                s += d
+                d = s
+            else:
+                d = buf
+        np.multiply(d, -lr, out=s)              # param.add_(grad, alpha=-lr)
+        p += s
+
+
+def _numpy_moments_rule(peer, group):
+    """torch's single-tensor two-moment step, op by op (``_single_tensor_adam``)."""
+    t = peer.step_count
+    beta1, beta2 = group["betas"]
+    lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+    decoupled = group["decoupled_weight_decay"]
+    # Per-step scalars in double precision, as torch computes them.
+    step_size = lr / (1.0 - beta1 ** t)
+    bc2_sqrt = (1.0 - beta2 ** t) ** 0.5
+    decay = 1.0 - lr * wd
+    for p, g, (m, v, *vm), s, a, z in peer._pieces_of():
+        if wd != 0:
+            if decoupled:
+                p *= decay                      # param.mul_(1 - lr * wd)
+            else:
+                g = peer._decayed_grad(p, g, wd, a, z)
+        np.subtract(g, m, out=s)                # exp_avg.lerp_(grad, 1 - beta1)
+        s *= 1.0 - beta1
+        m += s
+        v *= beta2                              # exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
+        np.multiply(g, g, out=s)
+        s *= 1.0 - beta2
+        v += s
+        if vm:                                  # amsgrad
+            np.maximum(vm[0], v, out=vm[0])
+            np.sqrt(vm[0], out=s)
         else:
-            self._adam()
+            np.sqrt(v, out=s)
+        s /= bc2_sqrt                           # denom = sqrt(v) / bc2_sqrt + eps
+        s += eps
+        np.divide(m, s, out=s)                  # param.addcdiv_(m, denom, -step_size)
+        s *= -step_size
+        p += s
 
-    def _sgd(self):
-        cfg = self.cfg
-        first = self.step_count == 1
-        wd, momentum, lr = cfg.weight_decay, cfg.momentum, cfg.lr
-        one_minus_dampening = 1.0 - cfg.dampening
-        scratch, scratch2 = self._scratch, self._scratch2
-        for p_all, g_all, (b_all,), pieces in zip(self._flat, self._flat_grads, self._flat_state,
-                                                  self._pieces):
-            for a, z in pieces:
-                p, g, buf = p_all[a:z], g_all[a:z], b_all[a:z]
-                s = scratch[:z - a]
-                if wd != 0:
-                    d = scratch2[:z - a]
-                    np.multiply(p, wd, out=d)           # grad + wd * param
-                    d += g
-                else:
-                    d = g
-                if momentum != 0:
-                    if first:
-                        np.copyto(buf, d)               # torch: buf = grad.clone()
-                    else:
-                        buf *= momentum                 # buf.mul_(momentum).add_(grad, 1 - damp)
-                        if one_minus_dampening == 1.0:
-                            buf += d
-                        else:
-                            np.multiply(d, one_minus_dampening, out=s)
-                            buf += s
-                    if cfg.nesterov:
-                        np.multiply(buf, momentum, out=s)   # grad.add(buf, alpha=momentum)
-                        s += d
-                        d = s
-                    else:
-                        d = buf
-                np.multiply(d, -lr, out=s)              # param.add_(grad, alpha=-lr)
-                p += s
 
-    def _adam(self):
-        cfg = self.cfg
-        t = self.step_count
-        beta1, beta2 = cfg.betas
-        lr, wd, eps = cfg.lr, cfg.weight_decay, cfg.eps
-        # Per-step scalars in double precision, as torch computes them.
-        step_size = lr / (1.0 - beta1 ** t)
-        bc2_sqrt = (1.0 - beta2 ** t) ** 0.5
-        decay = 1.0 - lr * wd
-        scratch, scratch2 = self._scratch, self._scratch2
-        for p_all, g_all, (m_all, v_all, vm_all), pieces in zip(
-                self._flat, self._flat_grads, self._flat_state, self._pieces):
-            for a, z in pieces:
-                p, g, m, v = p_all[a:z], g_all[a:z], m_all[a:z], v_all[a:z]
-                s = scratch[:z - a]
-                if wd != 0:
-                    if cfg.decoupled_weight_decay:
-                        p *= decay                      # param.mul_(1 - lr * wd)
-                    else:
-                        d = scratch2[:z - a]
-                        np.multiply(p, wd, out=d)       # grad + wd * param
-                        d += g
-                        g = d
-                np.subtract(g, m, out=s)                # exp_avg.lerp_(grad, 1 - beta1)
-                s *= 1.0 - beta1
-                m += s
-                v *= beta2                              # exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
-                np.multiply(g, g, out=s)
-                s *= 1.0 - beta2
-                v += s
-                if cfg.amsgrad:
-                    vm = vm_all[a:z]
-                    np.maximum(vm, v, out=vm)
-                    np.sqrt(vm, out=s)
-                else:
-                    np.sqrt(v, out=s)
-                s /= bc2_sqrt                           # denom = sqrt(v) / bc2_sqrt + eps
-                s += eps
-                np.divide(m, s, out=s)                  # param.addcdiv_(m, denom, -step_size)
-                s *= -step_size
-                p += s
+# The NumPy update rule of each kernel of the registry that has one (a kernel without one has no
+# NumPy peer: the peer reports itself skipped for it).
+_NUMPY_RULES = {"sgd": _numpy_momentum_rule, "adam": _numpy_moments_rule}
 
 
 class NumpyBlockedPeer(NumpyPeer):
@@ -294,29 +301,41 @@ class NumpyBlockedPeer(NumpyPeer):
 # torch.optim
 # ----------------------------------------------------------------------------------------------
 
+def _torch_class(info):
+    import torch
+
+    return getattr(torch.optim, info.torch_name, None)
+
+
+def _torch_supports(info, flag):
+    """Whether ``torch.optim.<torch_name>`` takes ``flag`` (``foreach``/``fused``)."""
+    import inspect
+
+    cls = _torch_class(info)
+    return cls is not None and flag in inspect.signature(cls).parameters
+
+
 class TorchPeer(Peer):
-    """``torch.optim.SGD/Adam/AdamW`` on tensors that share memory with NumPy copies."""
+    """``torch.optim.<torch_name>`` of the registry entry, with the configuration's keyword
+    arguments, on tensors that share memory with NumPy copies."""
 
     mode = None  # "forloop", "foreach" or "fused"
 
     def __init__(self, case):
         import torch
 
-        cfg = case.config
+        info = case.config.info
+        flag = {"forloop": "foreach", "foreach": "foreach", "fused": "fused"}[self.mode]
+        if _torch_class(info) is None:
+            raise Unsupported(f"torch.optim has no {info.torch_name}")
+        if not _torch_supports(info, flag):
+            raise Unsupported(f"torch.optim.{info.torch_name} has no {flag} implementation")
         self.params = case.param_copies()
         tensors = [torch.nn.Parameter(torch.from_numpy(p)) for p in self.params]
         for t, g in zip(tensors, case.writeable_grads):
             t.grad = torch.from_numpy(g)        # the same memory as every peer's gradient
-        flags = {"forloop": dict(foreach=False), "foreach": dict(foreach=True),
-                 "fused": dict(fused=True)}[self.mode]
-        if cfg.family == "sgd":
-            self.opt = torch.optim.SGD(tensors, lr=cfg.lr, momentum=cfg.momentum,
-                                       dampening=cfg.dampening, weight_decay=cfg.weight_decay,
-                                       nesterov=cfg.nesterov, **flags)
-        else:
-            cls = torch.optim.AdamW if cfg.decoupled_weight_decay else torch.optim.Adam
-            self.opt = cls(tensors, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                           weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad, **flags)
+        flags = {flag: self.mode != "forloop"}
+        self.opt = _torch_class(info)(tensors, **case.config.kwargs, **flags)
         self._tensors = tensors
         self.step = self.opt.step
 
@@ -355,23 +374,13 @@ class OptaxPeer(Peer):
         import optax
 
         cfg = case.config
+        if cfg.info.kernel not in _OPTAX_RULES:
+            raise Unsupported(f"there is no optax peer for {cfg.info.name}")
+        if cfg.group.get("maximize"):
+            raise Unsupported("the optax peer does not model maximize=True")
         if case.dtype == np.float64 and not jax.config.jax_enable_x64:
             jax.config.update("jax_enable_x64", True)
-        if cfg.family == "sgd":
-            if cfg.dampening != 0 or cfg.weight_decay != 0:
-                raise ValueError("the optax peer models SGD with momentum only (no dampening or "
-                                 "weight decay)")
-            opt = optax.sgd(cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-        else:
-            b1, b2 = cfg.betas
-            if cfg.decoupled_weight_decay:
-                opt = optax.adamw(cfg.lr, b1=b1, b2=b2, eps=cfg.eps, weight_decay=cfg.weight_decay)
-            elif cfg.weight_decay != 0:
-                raise ValueError("the optax peer has no L2 (coupled) weight decay")
-            elif cfg.amsgrad:
-                opt = optax.amsgrad(cfg.lr, b1=b1, b2=b2, eps=cfg.eps)
-            else:
-                opt = optax.adam(cfg.lr, b1=b1, b2=b2, eps=cfg.eps)
+        opt = _OPTAX_RULES[cfg.info.kernel](optax, cfg.group)
         self._jax = jax
         self._params = [jnp.asarray(p) for p in case.param_copies()]
         self._grads = [jnp.asarray(g) for g in case.grads]
@@ -394,6 +403,29 @@ class OptaxPeer(Peer):
         return [np.asarray(p) for p in self._params]
 
 
+def _optax_momentum(optax, group):
+    if group["dampening"] != 0 or group["weight_decay"] != 0:
+        raise Unsupported("the optax peer models momentum only (no dampening or weight decay)")
+    return optax.sgd(group["lr"], momentum=group["momentum"] or None, nesterov=group["nesterov"])
+
+
+def _optax_moments(optax, group):
+    (b1, b2), lr, eps, wd = group["betas"], group["lr"], group["eps"], group["weight_decay"]
+    if group["decoupled_weight_decay"]:
+        if group["amsgrad"]:
+            raise Unsupported("the optax peer has no decoupled weight decay with amsgrad")
+        return optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd)
+    if wd != 0:
+        raise Unsupported("the optax peer has no L2 (coupled) weight decay")
+    if group["amsgrad"]:
+        return optax.amsgrad(lr, b1=b1, b2=b2, eps=eps)
+    return optax.adam(lr, b1=b1, b2=b2, eps=eps)
+
+
+# The optax transformation of each kernel of the registry that optax has.
+_OPTAX_RULES = {"sgd": _optax_momentum, "adam": _optax_moments}
+
+
 PEERS = {cls.name: cls for cls in (FastoptimFunctional, FastoptimClass, NumpyPeer,
                                    NumpyBlockedPeer, TorchForloop, TorchForeach, TorchFused,
                                    OptaxPeer)}
@@ -408,7 +440,7 @@ def _importable(module):
 def unavailable_reason(name):
     """Why peer ``name`` cannot run here, or None when it can."""
     if name == "fastoptim-class" and not _has_classes():
-        return "fastoptim.SGD/Adam/AdamW/Parameter are not available in this build"
+        return "fastoptim.Parameter is not available in this build"
     if name.startswith("torch-") and not _importable("torch"):
         return "torch is not installed (pip install torch)"
     if name == "optax" and not (_importable("jax") and _importable("optax")):
