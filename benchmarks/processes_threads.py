@@ -63,7 +63,8 @@ def threads_vs_sequential(rounds):
     default = fo.get_num_threads()
     workloads = {"2 x 4M elements (1 array)": [4_000_000],
                  "2 x 1000 arrays of 1k": [1000] * 1000}
-    print(f"-- two optimizers ({CONFIG.description}), {STEPS} steps each; OpenMP default {default} threads, "
+    print(f"-- two optimizers ({CONFIG.description}), {STEPS} steps each; "
+          f"OpenMP default {default} threads, "
           f"{os.cpu_count()} cores")
     for name, sizes in workloads.items():
         opts = [_optimizer(sizes), _optimizer(sizes)]
@@ -99,7 +100,8 @@ def fork_child_vs_parent(rounds):
     os.waitpid(pid, 0)
     child, child_threads = os.read(read, 100).decode().split()
     child = float(child)
-    print(f"-- {CONFIG.description} step on 4M float32 elements: parent ({fo.get_num_threads()} threads) "
+    print(f"-- {CONFIG.description} step on 4M float32 elements: "
+          f"parent ({fo.get_num_threads()} threads) "
           f"{parent * 1e3:.2f} ms, fork child ({child_threads} thread) {child * 1e3:.2f} ms, "
           f"child/parent x{child / parent:.2f}")
 
