@@ -1,6 +1,10 @@
 """Measure the numbers of docs/threads.rst, "Processes and threads".
 
-1. Two Adam optimizers stepped from two Python threads at once, against the same steps one after
+The optimizer is a benchmark configuration (``--optimizer``, a key of
+``fastoptim.tools.bench.OPTIMIZERS``; default: the second, Adam with its defaults, with which the
+docs' figures were measured).
+
+1. Two optimizers stepped from two Python threads at once, against the same steps one after
    the other in one thread: the kernels release the GIL, so the two threads overlap. Measured for
    large arrays (where the OpenMP threads of each step already use every core) and for many small
    arrays (where each step runs on one thread and the Python overhead matters), with the OpenMP
@@ -19,15 +23,17 @@ import time
 import numpy as np
 
 import fastoptim as fo
+from fastoptim.tools.bench import OPTIMIZERS
 
 STEPS = 20
+CONFIG = OPTIMIZERS[list(OPTIMIZERS)[1]]   # replaced by --optimizer
 
 
 def _optimizer(sizes):
     params = [fo.Parameter(np.linspace(-1.0, 1.0, n, dtype=np.float32)) for n in sizes]
     for p in params:
         p.grad = np.full(p.shape, 1e-3, np.float32)
-    return fo.Adam(params, lr=1e-3)
+    return CONFIG.info.cls(params, **{**CONFIG.kwargs, "lr": 1e-3})
 
 
 def _steps(opt, omp_threads):
@@ -57,7 +63,8 @@ def threads_vs_sequential(rounds):
     default = fo.get_num_threads()
     workloads = {"2 x 4M elements (1 array)": [4_000_000],
                  "2 x 1000 arrays of 1k": [1000] * 1000}
-    print(f"-- two Adam optimizers, {STEPS} steps each; OpenMP default {default} threads, "
+    print(f"-- two optimizers ({CONFIG.description}), {STEPS} steps each; "
+          f"OpenMP default {default} threads, "
           f"{os.cpu_count()} cores")
     for name, sizes in workloads.items():
         opts = [_optimizer(sizes), _optimizer(sizes)]
@@ -93,15 +100,19 @@ def fork_child_vs_parent(rounds):
     os.waitpid(pid, 0)
     child, child_threads = os.read(read, 100).decode().split()
     child = float(child)
-    print(f"-- Adam step on 4M float32 elements: parent ({fo.get_num_threads()} threads) "
+    print(f"-- {CONFIG.description} step on 4M float32 elements: "
+          f"parent ({fo.get_num_threads()} threads) "
           f"{parent * 1e3:.2f} ms, fork child ({child_threads} thread) {child * 1e3:.2f} ms, "
           f"child/parent x{child / parent:.2f}")
 
 
 def main():
+    global CONFIG
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--optimizer", choices=list(OPTIMIZERS), default=CONFIG.name)
     args = parser.parse_args()
+    CONFIG = OPTIMIZERS[args.optimizer]
     threads_vs_sequential(args.rounds)
     if hasattr(os, "fork"):
         fork_child_vs_parent(args.rounds)

@@ -1,8 +1,9 @@
 """Measure the work size below which a second thread does not pay (``min_elements_per_thread``).
 
 For total sizes from 1k to 1M float32 elements (as one array and as arrays of 1k), time one step of
-each benchmark configuration named on the command line (keys of ``fastoptim.tools.bench.OPTIMIZERS``;
-default: ``OVERHEAD_OPTIMIZERS``, the registry's first two optimizers) through its functional form,
+each benchmark configuration named on the command line (keys of
+``fastoptim.tools.bench.OPTIMIZERS``; default: ``OVERHEAD_OPTIMIZERS``, the registry's first two
+optimizers) through its functional form,
 with 1 thread and with 2 threads forced (threshold 1), interleaved, and print the speedup. The
 kernels' threshold is the smallest size per thread from which 2 threads are reliably faster (it is
 scaled per kernel by the registry's thread-cost weight). Run:

@@ -71,6 +71,12 @@ cdef cnp.ndarray _check_param(object obj, str name, Py_ssize_t i):
         raise TypeError(
             f"{name}[{i}] has dtype {a.dtype}; fastoptim updates float32 and float64 arrays in "
             f"native byte order only: convert it with a.astype(np.float32) or a.astype(np.float64)")
+    _check_in_place(a, name, i)
+    return a
+
+
+cdef int _check_in_place(cnp.ndarray a, str name, Py_ssize_t i) except -1:
+    """A param or a state buffer is updated in place: it must be C-contiguous, aligned, writeable."""
     if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
         raise ValueError(
             f"{name}[{i}] is not a C-contiguous, aligned array and cannot be updated in place; "
@@ -80,7 +86,7 @@ cdef cnp.ndarray _check_param(object obj, str name, Py_ssize_t i):
         raise ValueError(
             f"{name}[{i}] is read-only and cannot be updated in place; pass a writeable array "
             f"(for example a.copy())")
-    return a
+    return 0
 
 
 cdef inline bint _same_shape(cnp.ndarray a, cnp.ndarray b) noexcept:
@@ -121,13 +127,7 @@ cdef cnp.ndarray _check_like(object obj, cnp.ndarray param, str name, Py_ssize_t
         if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
             a = a.copy(order="C")   # np.ascontiguousarray would keep a misaligned array
         return a
-    if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISALIGNED(a):
-        raise ValueError(
-            f"{name}[{i}] is not a C-contiguous, aligned array and cannot be updated in place; "
-            f"make a C-contiguous, aligned copy with a.copy() (np.ascontiguousarray(a) makes it "
-            f"contiguous but not aligned)")
-    if not cnp.PyArray_ISWRITEABLE(a):
-        raise ValueError(f"{name}[{i}] is read-only and cannot be updated in place")
+    _check_in_place(a, name, i)
     return a
 
 

@@ -1021,7 +1021,8 @@ def run(workloads=DEFAULT_WORKLOADS, optimizers=tuple(OPTIMIZERS), dtypes=DTYPES
             "workloads": {w: {"description": WORKLOADS[w].description,
                               "shapes": [list(s) for s in WORKLOADS[w].get_shapes(quick)]}
                           for w in workloads},
-            "optimizers": {o: asdict(OPTIMIZERS[o]) for o in optimizers},
+            "optimizers": {o: {**asdict(OPTIMIZERS[o]), "n_read": OPTIMIZERS[o].n_read,
+                               "n_write": OPTIMIZERS[o].n_write} for o in optimizers},
             "dtypes": list(dtypes), "threads": threads, "peers": ["bound", "fastoptim", *peers],
             "repeats": repeats, "min_time_s": min_time, "quick": quick,
             "thread_control": {
@@ -1061,7 +1062,8 @@ def run(workloads=DEFAULT_WORKLOADS, optimizers=tuple(OPTIMIZERS), dtypes=DTYPES
             names = [p for p in ("fastoptim-class", "fastoptim", "torch-fused")
                      if p == "fastoptim" or p in peers]
             report["overhead"] = measure_overhead(
-                names, optimizers=[o for o in OVERHEAD_OPTIMIZERS if o in optimizers] or optimizers[:1],
+                names,
+                optimizers=[o for o in OVERHEAD_OPTIMIZERS if o in optimizers] or optimizers[:1],
                 repeats=repeats, min_time=min_time / 2)
     finally:
         fastoptim.set_num_threads(fo_threads)

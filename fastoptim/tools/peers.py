@@ -103,7 +103,7 @@ def _state_lists(config, params):
 
 
 class FastoptimFunctional(Peer):
-    """The optimizer's form in :mod:`fastoptim.functional`: one compiled call over the whole list."""
+    """The optimizer's form in :mod:`fastoptim.functional`: one compiled call over all arrays."""
 
     name = "fastoptim"
     label = "fastoptim (functional)"
