@@ -7,6 +7,7 @@ Each case builds the fastoptim call and, where torch has the same error, the tor
 description; with torch installed the torch call is checked against the same regex, which pins
 that the messages are torch's.
 """
+import inspect
 import re
 import warnings
 
@@ -44,10 +45,30 @@ class Case:
 
 def _construction_cases():
     cases = []
-    for name in OPTIMIZERS:
+    for name, info in OPTIMIZERS.items():
         F = getattr(fo, name)
         T = (lambda n: lambda *a, **k: getattr(torch.optim, n)(*a, **k))(name)
-        cases += [
+        if not info.in_torch:
+            T = None
+        takes = set(inspect.signature(F).parameters)
+        named = []
+        if {"fused", "foreach"} <= takes:
+            named.append(Case(f"{name} fused and foreach",
+                              lambda F=F: F([fo_param()], foreach=True, fused=True),
+                              T and (lambda T=T: T([torch_param()], foreach=True, fused=True)),
+                              RuntimeError,
+                              re.escape("`fused` and `foreach` cannot be `True` together.")))
+        if {"fused", "differentiable"} <= takes:
+            named.append(Case(f"{name} fused and differentiable",
+                              lambda F=F: F([fo_param()], fused=True, differentiable=True),
+                              T and (lambda T=T: T([torch_param()], fused=True,
+                                                   differentiable=True)),
+                              RuntimeError, re.escape("`fused` does not support `differentiable`")))
+        if "differentiable" in takes:
+            named.append(Case(f"{name} differentiable",
+                              lambda F=F: F([fo_param()], differentiable=True), None,
+                              ValueError, "differentiable=True is not supported by fastoptim"))
+        named += [
             # reference 5.2, shared by every optimizer (get_error_inputs_for_all_optims)
             Case(f"{name} G1 invalid param type", lambda F=F: F(fo_param()),
                  lambda T=T: T(torch_param()), TypeError,
@@ -93,21 +114,18 @@ def _construction_cases():
                  lambda T=T: T([{"params": {torch_param()}}]), TypeError,
                  "optimizer parameters need to be organized in ordered collections, but the "
                  "ordering of tensors in sets will change between runs. Please use a list instead."),
-            Case(f"{name} fused and foreach", lambda F=F: F([fo_param()], foreach=True, fused=True),
-                 lambda T=T: T([torch_param()], foreach=True, fused=True), RuntimeError,
-                 re.escape("`fused` and `foreach` cannot be `True` together.")),
-            Case(f"{name} fused and differentiable",
-                 lambda F=F: F([fo_param()], fused=True, differentiable=True),
-                 lambda T=T: T([torch_param()], fused=True, differentiable=True), RuntimeError,
-                 re.escape("`fused` does not support `differentiable`")),
             # fastoptim's own refusals
-            Case(f"{name} differentiable", lambda F=F: F([fo_param()], differentiable=True), None,
-                 ValueError, "differentiable=True is not supported by fastoptim"),
             Case(f"{name} plain ndarray", lambda F=F: F([np.zeros(3)]), None, TypeError,
                  r"numpy\.ndarray .*wrap it as fastoptim\.Parameter\(a\)"),
             Case(f"{name} a float", lambda F=F: F([1.0]), lambda T=T: T([1.0]), TypeError,
                  "optimizer can only optimize Tensors, but one of the params is float"),
         ]
+        if "weight_decay" not in takes:  # Rprop
+            named = [case for case in named if not case.desc.endswith("weight_decay")]
+        if T is None:  # not in torch (Lion): fastoptim's half only
+            for case in named:
+                case.torch_call = None
+        cases += named
     cases += [
         # reference 5.2, SGD and Adam/AdamW extras
         Case("SGD S1 momentum", lambda: fo.SGD(None, lr=1e-2, momentum=-0.5),
@@ -167,6 +185,43 @@ def _construction_cases():
             Case(f"{name} capturable", lambda F=F: F([fo_param()], capturable=True), None,
                  ValueError, "capturable=True is not supported by fastoptim"),
         ]
+    # -- cls2 --: torch 2.13's optim_error_inputs_func_{nadam,radam,asgd,rprop} CPU entries
+    # (after the shared G1-G6 above), then each remaining check, and torch's order.
+    for name, kwargs, regex in [
+        ("RAdam", dict(lr=1e-2, betas=(1.0, 0.0)), "^Invalid beta parameter at index 0: 1.0$"),
+        ("RAdam", dict(lr=1e-2, weight_decay=-1), "^Invalid weight_decay value: -1$"),
+        ("Rprop", dict(lr=1e-2, etas=(1.0, 0.5)), "^Invalid eta values: 1.0, 0.5$"),
+        ("NAdam", dict(lr=1e-2, betas=(1.0, 0.0)), "^Invalid beta parameter at index 0: 1.0$"),
+        ("NAdam", dict(lr=1e-2, momentum_decay=-0.2), "^Invalid momentum_decay value: -0.2$"),
+        ("ASGD", dict(lr=1e-2, weight_decay=-0.5), "^Invalid weight_decay value: -0.5$"),
+        ("RAdam", dict(lr=-1, eps=-1), "^Invalid learning rate: -1$"),
+        ("RAdam", dict(eps=-1, betas=(2.0, 0.5)), "^Invalid epsilon value: -1$"),
+        ("RAdam", dict(betas=(0.5, 1.0), weight_decay=-1), "^Invalid beta parameter at index 1: 1.0$"),
+        ("NAdam", dict(lr=-1, eps=-1), "^Invalid learning rate: -1$"),
+        ("NAdam", dict(eps=-1, betas=(2.0, 0.5)), "^Invalid epsilon value: -1$"),
+        ("NAdam", dict(betas=(0.5, 1.0), weight_decay=-1), "^Invalid beta parameter at index 1: 1.0$"),
+        ("NAdam", dict(weight_decay=-1, momentum_decay=-1), "^Invalid weight_decay value: -1$"),
+        ("ASGD", dict(lr=-1, weight_decay=-1), "^Invalid learning rate: -1$"),
+        ("Rprop", dict(lr=-1, etas=(2.0, 0.5)), "^Invalid learning rate: -1$"),
+        ("Rprop", dict(etas=(0.5, 1.0)), "^Invalid eta values: 0.5, 1.0$"),
+        ("Rprop", dict(etas=(0.0, 1.2)), "^Invalid eta values: 0.0, 1.2$"),
+    ]:
+        F = getattr(fo, name)
+        cases.append(Case(f"{name} {kwargs}", lambda F=F, k=kwargs: F(None, **k),
+                          lambda n=name, k=kwargs: getattr(torch.optim, n)(None, **k),
+                          ValueError, regex))
+    cases += [
+        Case("Rprop takes no weight_decay", lambda: fo.Rprop([fo_param()], weight_decay=0.1),
+             lambda: torch.optim.Rprop([torch_param()], weight_decay=0.1), TypeError,
+             "unexpected keyword argument 'weight_decay'"),
+        Case("NAdam takes no fused", lambda: fo.NAdam([fo_param()], fused=True),
+             lambda: torch.optim.NAdam([torch_param()], fused=True), TypeError,
+             "unexpected keyword argument 'fused'"),
+    ] + [
+        Case(f"{name} capturable", lambda F=getattr(fo, name): F([fo_param()], capturable=True),
+             None, ValueError, "capturable=True is not supported by fastoptim")
+        for name in ("NAdam", "RAdam", "ASGD", "Rprop")
+    ]
     cases.append(Case("AdamW has no decoupled_weight_decay argument",
                       lambda: fo.AdamW([fo_param()], decoupled_weight_decay=False),
                       lambda: torch.optim.AdamW([torch_param()], decoupled_weight_decay=False),
@@ -193,6 +248,8 @@ def test_G2_duplicate_parameters_in_a_group_refused_where_torch_warns(name):
     with pytest.raises(ValueError, match=regex):
         getattr(fo, name)([p, p])
     if torch is not None:
+        if not OPTIMIZERS[name].in_torch:
+            return
         t = torch_param()
         with pytest.warns(UserWarning, match=regex):
             getattr(torch.optim, name)([t, t])
