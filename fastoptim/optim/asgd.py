@@ -84,7 +84,7 @@ class ASGD(Optimizer):
     ...     w.grad = 2 * w             # gradient of sum(w**2)
     ...     opt.step()
     >>> np.round(w, 4), np.round(opt.state[w]["ax"], 4)
-    (array([ 0.512, -1.024]), array([ 0.6167, -1.2333]))
+    (array([ 0.512, -1.024]), array([ 0.576, -1.152]))
     """
 
     _info = OPTIMIZERS["ASGD"]

@@ -97,7 +97,7 @@ class NAdam(Optimizer):
     >>> w.grad = 2 * w                 # gradient of sum(w**2)
     >>> opt.step()
     >>> np.round(w, 6), opt.state[w]["mu_product"]
-    (array([ 0.894367, -1.894367]), array(0.45007348, dtype=float32))
+    (array([ 0.894355, -1.894355]), array(0.45007348, dtype=float32))
     """
 
     _info = OPTIMIZERS["NAdam"]

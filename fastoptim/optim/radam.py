@@ -121,7 +121,7 @@ class RAdam(Optimizer):
     >>> w = fo.Parameter(np.array([1.0, -2.0]))
     >>> opt = fo.RAdam([w], lr=0.1)
     >>> w.grad = 2 * w                 # gradient of sum(w**2)
-    >>> opt.step()                     # rho_1 < 5: an un-adapted step, lr * sign-free m_hat
+    >>> opt.step()                     # rho_1 <= 5: the un-adapted step lr * m_hat
     >>> w
     Parameter([ 0.8, -1.6])
     """
