@@ -15,6 +15,7 @@ from fastoptim import lr_scheduler
 from fastoptim import swa_utils
 from fastoptim.clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from fastoptim.io import save, load, CheckpointError, UnsafeCheckpointError, CorruptCheckpointError
+from fastoptim.optim import NAdam, RAdam, ASGD, Rprop  # cls2
 
 __all__ = [
     "__version__",
@@ -48,4 +49,9 @@ __all__ = [
     "clip_grad_value_",
     "clip_grads_with_norm_",
     "get_total_norm",
+    # -- cls2 --
+    "NAdam",
+    "RAdam",
+    "ASGD",
+    "Rprop",
 ]

@@ -120,6 +120,8 @@ def _construction_cases():
             Case(f"{name} a float", lambda F=F: F([1.0]), lambda T=T: T([1.0]), TypeError,
                  "optimizer can only optimize Tensors, but one of the params is float"),
         ]
+        if "weight_decay" not in takes:  # Rprop
+            named = [case for case in named if not case.desc.endswith("weight_decay")]
         if T is None:  # not in torch (Lion): fastoptim's half only
             for case in named:
                 case.torch_call = None
@@ -213,6 +215,24 @@ def _construction_cases():
         ("Adamax", dict(betas=(0.5, 1.5), weight_decay=-1),
          "^Invalid beta parameter at index 1: 1.5$"),
         ("Adamax", dict(lr=-1, eps=-1), "^Invalid learning rate: -1$"),
+        # -- cls2 --: torch 2.13's optim_error_inputs_func_{nadam,radam,asgd,rprop} CPU entries
+        ("RAdam", dict(lr=1e-2, betas=(1.0, 0.0)), "^Invalid beta parameter at index 0: 1.0$"),
+        ("RAdam", dict(lr=1e-2, weight_decay=-1), "^Invalid weight_decay value: -1$"),
+        ("Rprop", dict(lr=1e-2, etas=(1.0, 0.5)), "^Invalid eta values: 1.0, 0.5$"),
+        ("NAdam", dict(lr=1e-2, betas=(1.0, 0.0)), "^Invalid beta parameter at index 0: 1.0$"),
+        ("NAdam", dict(lr=1e-2, momentum_decay=-0.2), "^Invalid momentum_decay value: -0.2$"),
+        ("ASGD", dict(lr=1e-2, weight_decay=-0.5), "^Invalid weight_decay value: -0.5$"),
+        ("RAdam", dict(lr=-1, eps=-1), "^Invalid learning rate: -1$"),
+        ("RAdam", dict(eps=-1, betas=(2.0, 0.5)), "^Invalid epsilon value: -1$"),
+        ("RAdam", dict(betas=(0.5, 1.0), weight_decay=-1), "^Invalid beta parameter at index 1: 1.0$"),
+        ("NAdam", dict(lr=-1, eps=-1), "^Invalid learning rate: -1$"),
+        ("NAdam", dict(eps=-1, betas=(2.0, 0.5)), "^Invalid epsilon value: -1$"),
+        ("NAdam", dict(betas=(0.5, 1.0), weight_decay=-1), "^Invalid beta parameter at index 1: 1.0$"),
+        ("NAdam", dict(weight_decay=-1, momentum_decay=-1), "^Invalid weight_decay value: -1$"),
+        ("ASGD", dict(lr=-1, weight_decay=-1), "^Invalid learning rate: -1$"),
+        ("Rprop", dict(lr=-1, etas=(2.0, 0.5)), "^Invalid learning rate: -1$"),
+        ("Rprop", dict(etas=(0.5, 1.0)), "^Invalid eta values: 0.5, 1.0$"),
+        ("Rprop", dict(etas=(0.0, 1.2)), "^Invalid eta values: 0.0, 1.2$"),
     ]:
         F = getattr(fo, name)
         cases.append(Case(f"{name} {kwargs}", lambda F=F, k=kwargs: F(None, **k),
@@ -230,6 +250,16 @@ def _construction_cases():
              "^Invalid beta parameter at index 1: -0.1$"),
         Case("Lion has no eps", lambda: fo.Lion([fo_param()], eps=1e-8), None, TypeError,
              "unexpected keyword argument 'eps'"),
+        Case("Rprop takes no weight_decay", lambda: fo.Rprop([fo_param()], weight_decay=0.1),
+             lambda: torch.optim.Rprop([torch_param()], weight_decay=0.1), TypeError,
+             "unexpected keyword argument 'weight_decay'"),
+        Case("NAdam takes no fused", lambda: fo.NAdam([fo_param()], fused=True),
+             lambda: torch.optim.NAdam([torch_param()], fused=True), TypeError,
+             "unexpected keyword argument 'fused'"),
+    ] + [
+        Case(f"{name} capturable", lambda F=getattr(fo, name): F([fo_param()], capturable=True),
+             None, ValueError, "capturable=True is not supported by fastoptim")
+        for name in ("NAdam", "RAdam", "ASGD", "Rprop")
     ]
     cases.append(Case("AdamW has no decoupled_weight_decay argument",
                       lambda: fo.AdamW([fo_param()], decoupled_weight_decay=False),

@@ -40,7 +40,7 @@ def test_state_keys_are_what_a_step_creates(info):
         opt = config.make([p])
         opt.step()
         group = opt.param_groups[0]
-        expected = info.scalar_state + tuple(
+        expected = info.scalar_state + info.scalar_arrays + tuple(
             k for k in info.active_buffers(group)
             if not (k in info.optional and not group[info.optional[k]]))
         assert tuple(opt.state.get(p, {})) == expected, config.id

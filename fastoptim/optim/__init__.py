@@ -46,3 +46,11 @@ __all__ = [
     "register_optimizer_step_post_hook",
     "required",
 ]
+
+# -- cls2 --
+from fastoptim.optim.nadam import NAdam  # noqa: E402
+from fastoptim.optim.radam import RAdam  # noqa: E402
+from fastoptim.optim.asgd import ASGD  # noqa: E402
+from fastoptim.optim.rprop import Rprop  # noqa: E402
+
+__all__ += ["NAdam", "RAdam", "ASGD", "Rprop"]

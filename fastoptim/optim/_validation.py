@@ -335,5 +335,20 @@ def _load_step(value, where):
     return step
 
 
+def _load_scalar_array(value, where):
+    """A copy of saved 0-d state (torch's 0-d tensor: NAdam's ``mu_product``, ASGD's ``eta``),
+    as a 0-d float32/float64 array; its dtype is kept (it is the dtype torch computes in)."""
+    if not isinstance(value, np.ndarray):
+        if _is_torch_tensor(value):
+            raise TypeError(_torch_hint(where, value))
+        raise TypeError(f"{where} must be a 0-d numpy.ndarray, got {_describe(value)}")
+    if value.dtype not in (np.float32, np.float64) or value.shape != ():
+        raise TypeError(
+            f"{where} must be a 0-d float32 or float64 array, got an array of shape "
+            f"{value.shape} and dtype {value.dtype}"
+        )
+    return np.array(value, dtype=value.dtype.newbyteorder("="), copy=True)
+
+
 # How each kind of scalar state is loaded (OptimizerInfo.scalar_state names them).
 _SCALAR_STATE_LOADERS = {"step": _load_step}

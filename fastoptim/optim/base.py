@@ -38,6 +38,7 @@ from fastoptim.optim._validation import (
     _describe,
     _diagnose_failed_call,
     _load_array,
+    _load_scalar_array,
     _snapshot,
     _to_float,
 )
@@ -553,7 +554,7 @@ class Optimizer:
         saved = {k: v for k, v in saved.items() if not (v is None and k in info.lazy_buffers)}
         if not saved:
             return {}
-        needed = info.scalar_state + tuple(
+        needed = info.scalar_state + info.scalar_arrays + tuple(
             k for k in info.active_buffers(group) if k not in info.lazy_buffers
         )
         missing = [k for k in needed if k not in saved]
@@ -565,6 +566,8 @@ class Optimizer:
         loaded = {}
         for key in info.scalar_state:
             loaded[key] = _SCALAR_STATE_LOADERS[key](saved[key], f"{where}[{key!r}]")
+        for key in info.scalar_arrays:
+            loaded[key] = _load_scalar_array(saved[key], f"{where}[{key!r}]")
         for key in info.buffers:
             if key in saved:
                 loaded[key] = _load_array(saved[key], param, f"{where}[{key!r}]")

@@ -131,6 +131,11 @@ class OptimizerInfo:
         The demo's settings (:mod:`fastoptim.tools.demo`): ``lr``, ``weight_decay`` (of the weight
         matrices), optional ``kwargs`` (further hyperparameters) and ``default`` (the demo's
         default optimizer); None: the demo does not offer it.
+    scalar_arrays : tuple of str
+        Per-parameter state that torch keeps as a 0-d tensor (NAdam's ``mu_product``, ASGD's
+        ``eta`` and ``mu``), in torch's state order: 0-d arrays the kernel updates in place (its
+        ``scalar_keys``, passed as lists after the buffer lists); the class's ``_new_buffer``
+        gives their initial values.
     """
 
     name: str
@@ -151,6 +156,7 @@ class OptimizerInfo:
     in_torch: bool = True
     bench_configs: tuple = ()
     demo: dict = None
+    scalar_arrays: tuple = ()
 
     @property
     def torch_name(self):
@@ -181,7 +187,7 @@ class OptimizerInfo:
     @property
     def state_keys(self):
         """Every per-parameter state key, in the order a new state dict has them."""
-        return self.scalar_state + (self.state_order or self.buffers)
+        return self.scalar_state + self.scalar_arrays + (self.state_order or self.buffers)
 
     @property
     def work_per_element(self):
@@ -189,11 +195,12 @@ class OptimizerInfo:
 
     def active_buffers(self, group):
         """The state arrays a step of ``group`` uses (optional ones only when switched on)."""
-        return self.kernel_layout(group)[0]
+        return self.kernel_layout(group)[0][len(self.scalar_arrays):]
 
     def kernel_layout(self, group):
-        """``(active buffers, slots)``: ``slots[j]`` is the position in the active buffers of the
-        kernel's j-th buffer argument, or -1 for a buffer that is off (its list is empty)."""
+        """``(active keys, slots)``: the 0-d :attr:`scalar_arrays` and the active buffers, in
+        torch's state order; ``slots[j]`` is the position in the active keys of the kernel's j-th
+        list argument, or -1 for a buffer that is off (its list is empty)."""
         options = self._options
         switch = tuple([not group[option] for option in options]) if options else ()
         try:
@@ -201,9 +208,10 @@ class OptimizerInfo:
         except KeyError:
             pass
         optional = KERNELS[self.kernel].optional
-        active = tuple(b for b in self.state_order or self.buffers
-                       if b not in optional or group[optional[b]])
-        slots = tuple(active.index(b) if b in active else -1 for b in self.buffers)
+        active = self.scalar_arrays + tuple(
+            b for b in self.state_order or self.buffers if b not in optional or group[optional[b]])
+        kernel_lists = self.buffers + KERNELS[self.kernel].scalar_keys
+        slots = tuple(active.index(b) if b in active else -1 for b in kernel_lists)
         self._layouts[switch] = (active, slots)
         return active, slots
 
@@ -467,6 +475,102 @@ OPTIMIZERS = {info.name: info for info in [
             ("beta1 zero", {"betas": (0.0, 0.99)}),
         ]),
         default_config=4,
+    ),
+    # -- cls2 --
+    OptimizerInfo(
+        name="NAdam", module="fastoptim.optim.nadam", kernel="nadam", functional_name="nadam",
+        family="NAdam", scalars=_ADAM_SCALARS + ("momentum_decay",),
+        flags=("decoupled_weight_decay", "maximize"), scalar_state=("step",),
+        scalar_arrays=("mu_product",),
+        # torch 2.13's NAdam.__setstate__ defaults
+        group_defaults={"maximize": False, "foreach": None, "capturable": False,
+                        "differentiable": False, "decoupled_weight_decay": False},
+        configs=tuple(OptimConfig("NAdam", desc, kwargs, _ADAM_GROUP) for desc, kwargs in [
+            # torch 2.13's optim_inputs_func_nadam (CPU entries), in its order
+            ("default", {}),
+            ("non-default lr", {"lr": 1e-3}),
+            ("non-zero momentum_decay", {"momentum_decay": 6e-3}),
+            ("weight_decay", {"weight_decay": 0.1}),
+            ("weight_decay, momentum_decay", {"weight_decay": 0.1, "momentum_decay": 6e-3}),
+            ("decoupled_weight_decay",
+             {"weight_decay": 0.1, "momentum_decay": 6e-3, "decoupled_weight_decay": True}),
+            ("maximize", {"weight_decay": 0.1, "maximize": True}),
+            # combinations torch's table does not have
+            ("decoupled maximize betas",
+             {"lr": 0.01, "betas": (0.5, 0.9), "weight_decay": 0.05,
+              "decoupled_weight_decay": True, "maximize": True}),
+            ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.95), "momentum_decay": 0.0}),
+        ]),
+        default_config=5,  # decoupled_weight_decay
+    ),
+    OptimizerInfo(
+        name="RAdam", module="fastoptim.optim.radam", kernel="radam", functional_name="radam",
+        family="RAdam", scalars=_ADAM_SCALARS, flags=("decoupled_weight_decay", "maximize"),
+        scalar_state=("step",),
+        # torch 2.13's RAdam.__setstate__ defaults
+        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
+                        "capturable": False, "decoupled_weight_decay": False},
+        configs=tuple(OptimConfig("RAdam", desc, kwargs, _ADAM_GROUP) for desc, kwargs in [
+            # torch 2.13's optim_inputs_func_radam (CPU entries), in its order
+            ("default", {}),
+            ("non-default lr", {"lr": 2e-3}),
+            ("non-default eps", {"eps": 1e-6}),
+            ("nonzero weight_decay", {"weight_decay": 0.1}),
+            ("decoupled_weight_decay", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
+            ("maximize", {"weight_decay": 0.1, "maximize": True}),
+            # combinations torch's table does not have (beta2 0.9: rectified from step 6)
+            ("decoupled maximize short warmup",
+             {"lr": 0.01, "betas": (0.5, 0.9), "weight_decay": 0.05,
+              "decoupled_weight_decay": True, "maximize": True}),
+            ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.95)}),
+        ]),
+        default_config=4,  # decoupled_weight_decay
+    ),
+    OptimizerInfo(
+        name="ASGD", module="fastoptim.optim.asgd", kernel="asgd", functional_name="asgd",
+        family="ASGD", scalars=("lambd", "lr", "t0", "alpha", "weight_decay"),
+        flags=("maximize",), scalar_state=("step",), scalar_arrays=("eta", "mu"),
+        # torch 2.13's ASGD.__setstate__ defaults
+        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
+                        "capturable": False},
+        configs=tuple(OptimConfig("ASGD", desc, kwargs, {"lr": 0.05, "t0": 3})
+                      for desc, kwargs in [
+            # torch 2.13's optim_inputs_func_asgd (CPU entries), in its order
+            ("default", {}),
+            ("non-default lambd", {"lambd": 0.1}),
+            ("non-default lr", {"lr": 0.02}),
+            ("t0", {"t0": 100}),
+            ("maximize", {"maximize": True}),
+            ("nonzero weight_decay", {"weight_decay": 0.1}),
+            ("maximize, nonzero weight_decay", {"weight_decay": 0.1, "maximize": True}),
+            # combinations torch's table does not have (averaging from the first steps)
+            ("early averaging", {"lr": 0.03, "lambd": 0.01, "alpha": 0.5, "t0": 5,
+                                 "weight_decay": 0.05, "maximize": True}),
+        ]),
+        default_config=7,  # early averaging
+    ),
+    OptimizerInfo(
+        name="Rprop", module="fastoptim.optim.rprop", kernel="rprop", functional_name="rprop",
+        family="Rprop",
+        scalars=(("etaminus", "etas", 0), ("etaplus", "etas", 1),
+                 ("step_size_min", "step_sizes", 0), ("step_size_max", "step_sizes", 1)),
+        flags=("maximize",), scalar_state=("step",),
+        # torch 2.13's Rprop.__setstate__ defaults
+        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
+                        "capturable": False},
+        configs=tuple(OptimConfig("Rprop", desc, kwargs, {"lr": 0.05, "etas": (0.3, 1.1)})
+                      for desc, kwargs in [
+            # torch 2.13's optim_inputs_func_rprop (CPU entries), in its order
+            ("default", {}),
+            ("non-default lr", {"lr": 2e-4}),
+            ("non-default etas", {"etas": (0.5, 1.5)}),
+            ("non-default step_sizes", {"step_sizes": (2e-6, 100)}),
+            ("maximize", {"maximize": True}),
+            # combinations torch's table does not have (clamped at both ends)
+            ("narrow step_sizes maximize",
+             {"lr": 0.1, "etas": (0.2, 1.9), "step_sizes": (0.05, 0.2), "maximize": True}),
+        ]),
+        default_config=4,  # maximize
     ),
 ]}
 

@@ -1,0 +1,131 @@
+"""ASGD, as ``torch.optim.ASGD``."""
+
+import numpy as np
+
+from fastoptim.optim._validation import _check_bool_options, _check_unsupported_flags, _to_float
+from fastoptim.optim.base import Optimizer
+from fastoptim.optim.radam import _check_lr
+from fastoptim.optim.registry import OPTIMIZERS
+
+__all__ = ["ASGD"]
+
+
+def _check_asgd_hyperparameters(lr, weight_decay):
+    """torch 2.13's checks, in torch's order and with its messages."""
+    _check_lr(lr)
+    if not 0.0 <= weight_decay:
+        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+
+
+class ASGD(Optimizer):
+    r"""ASGD (Polyak & Juditsky, 1992): SGD with a decaying step and iterate averaging.
+
+    {{intro}}
+
+    .. math::
+
+        \begin{aligned}
+            {{grad}}
+            &g_t \leftarrow g_t + \lambda_w \theta_{t-1} \ \text{if } \lambda_w \neq 0 \\
+            &\theta_t \leftarrow \theta_{t-1} (1 - \lambda \eta_{t-1}) - \eta_{t-1} g_t \\
+            &a_t \leftarrow \begin{cases} \theta_t & \text{if } \mu_{t-1} = 1 \\
+                a_{t-1} + \mu_{t-1} (\theta_t - a_{t-1}) & \text{otherwise} \end{cases} \\
+            &\eta_t \leftarrow \gamma / (1 + \lambda \gamma t)^{\alpha}, \qquad
+             \mu_t \leftarrow 1 / \max(1, t - t_0)
+        \end{aligned}
+
+    with learning rate :math:`\gamma`, ``lambd`` :math:`\lambda`, ``alpha`` :math:`\alpha`,
+    ``t0`` :math:`t_0` and weight decay :math:`\lambda_w`; :math:`\eta_0 = \gamma`,
+    :math:`\mu_0 = 1`, :math:`a_0 = 0`, and :math:`t` counts the steps in which *this* parameter
+    had a gradient. The averaged parameters :math:`a` are state ``"ax"``: copy them into the
+    model to evaluate the average. As in torch: :math:`\eta` and :math:`\mu` are 0-d float32
+    arrays (each step's new values rounded to float32), and the step uses those of the previous
+    step; ``lr`` is read at every step only through :math:`\eta_t` (a scheduler's change acts
+    from the next step). Bitwise torch's results (the power is of a scalar, not an array).
+
+    Parameters
+    ----------
+    {{params}}
+    lr : float, default 1e-2
+        Learning rate :math:`\gamma`.
+    lambd : float, default 1e-4
+        :math:`\lambda`, the decay term.
+    alpha : float, default 0.75
+        :math:`\alpha`, the power of the step-size decay.
+    t0 : float, default 1e6
+        :math:`t_0`, the step from which averaging starts.
+    weight_decay : float, default 0
+        :math:`\lambda_w` (L2 penalty).
+    foreach : bool or None, default None
+        Accepted for drop-in compatibility with torch; every step is one fused kernel per group.
+    {{maximize}}
+    differentiable, capturable : bool, default False
+        Must be False: they are autograd and CUDA-graph features (``True`` raises ValueError).
+
+    Attributes
+    ----------
+    state : dict
+        Per parameter, created at its first step with a gradient: ``"step"`` (a Python int;
+        torch keeps a float32 tensor), ``"eta"`` and ``"mu"`` (0-d float32 arrays holding
+        torch's exact values), and ``"ax"`` (:math:`a`), an array of the parameter's shape.
+
+    Raises
+    ------
+    ValueError
+        With torch's messages: ``Invalid learning rate``, ``Invalid weight_decay value``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastoptim as fo
+    >>> w = fo.Parameter(np.array([1.0, -2.0]))
+    >>> opt = fo.ASGD([w], lr=0.1, t0=0)
+    >>> for _ in range(3):
+    ...     w.grad = 2 * w             # gradient of sum(w**2)
+    ...     opt.step()
+    >>> np.round(w, 4), np.round(opt.state[w]["ax"], 4)
+    (array([ 0.512, -1.024]), array([ 0.576, -1.152]))
+    """
+
+    _info = OPTIMIZERS["ASGD"]
+
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        lambd=1e-4,
+        alpha=0.75,
+        t0=1e6,
+        weight_decay=0,
+        foreach=None,
+        maximize=False,
+        differentiable=False,
+        capturable=False,
+    ):
+        _check_asgd_hyperparameters(lr, weight_decay)
+        defaults = {
+            "lr": lr,
+            "lambd": lambd,
+            "alpha": alpha,
+            "t0": t0,
+            "weight_decay": weight_decay,
+            "foreach": foreach,
+            "maximize": maximize,
+            "differentiable": differentiable,
+            "capturable": capturable,
+        }
+        super().__init__(params, defaults)
+
+    def _new_buffer(self, key, param, group):
+        """torch's initial state: ``eta`` the group's ``lr`` and ``mu`` one, as 0-d float32
+        arrays; ``ax`` zeros."""
+        if key == "eta":
+            return np.array(_to_float(group["lr"]), dtype=np.float32)
+        if key == "mu":
+            return np.ones((), dtype=np.float32)
+        return np.zeros(param.shape, dtype=param.dtype)
+
+    def _check_group(self, group):
+        _check_asgd_hyperparameters(group["lr"], group["weight_decay"])
+        _check_unsupported_flags(group)
+        _check_bool_options(group, self._info.flags)

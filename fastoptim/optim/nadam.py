@@ -1,0 +1,146 @@
+"""NAdam, as ``torch.optim.NAdam``."""
+
+import numpy as np
+
+from fastoptim.optim._validation import _check_bool_options, _check_unsupported_flags
+from fastoptim.optim.base import Optimizer
+from fastoptim.optim.radam import _check_pair, _check_radam_hyperparameters
+from fastoptim.optim.registry import OPTIMIZERS
+
+__all__ = ["NAdam"]
+
+
+def _check_nadam_hyperparameters(lr, betas, eps, weight_decay, momentum_decay):
+    """torch 2.13's checks, in torch's order and with its messages."""
+    _check_radam_hyperparameters(lr, betas, eps, weight_decay)
+    if not 0.0 <= momentum_decay:
+        raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
+
+
+class NAdam(Optimizer):
+    r"""NAdam (Dozat, 2016): Adam with Nesterov momentum and a momentum schedule.
+
+    {{intro}}
+
+    With :math:`\psi` = ``momentum_decay``:
+
+    .. math::
+
+        \begin{aligned}
+            {{grad}}
+            &\text{if } \lambda \neq 0: \quad \begin{cases}
+                \theta_{t-1} \leftarrow \theta_{t-1} (1 - \gamma \lambda)
+                    & \text{if decoupled\_weight\_decay} \\
+                g_t \leftarrow g_t + \lambda \theta_{t-1} & \text{otherwise (L2)}
+                \end{cases} \\
+            &\mu_t \leftarrow \beta_1 \bigl(1 - \tfrac12\, 0.96^{t\psi}\bigr), \qquad
+             \mu_{t+1} \leftarrow \beta_1 \bigl(1 - \tfrac12\, 0.96^{(t+1)\psi}\bigr) \\
+            &P_t \leftarrow P_{t-1}\, \mu_t \quad \text{(state ``mu_product``)} \\
+            &m_t \leftarrow \beta_1 m_{t-1} + (1 - \beta_1) g_t \\
+            &v_t \leftarrow \beta_2 v_{t-1} + (1 - \beta_2) g_t^2 \\
+            &d_t \leftarrow \sqrt{v_t / (1 - \beta_2^t)} + \epsilon \\
+            &\theta_t \leftarrow \theta_{t-1}
+                - \frac{\gamma (1 - \mu_t)}{1 - P_t} \, \frac{g_t}{d_t}
+                - \frac{\gamma\, \mu_{t+1}}{1 - P_t\, \mu_{t+1}} \, \frac{m_t}{d_t}
+        \end{aligned}
+
+    with learning rate :math:`\gamma`, ``betas`` :math:`(\beta_1, \beta_2)`, ``eps``
+    :math:`\epsilon` and weight decay :math:`\lambda`; :math:`m_0 = v_0 = 0`, :math:`P_0 = 1`,
+    and :math:`t` counts the steps in which *this* parameter had a gradient. As in torch:
+    :math:`P_t` is a 0-d float32 array, multiplied in float32 (torch's 0-d tensor of its
+    default dtype), :math:`\epsilon` is added after the square root, and the decoupled option
+    (NAdamW) is torch's, not the paper's. Every elementwise operation rounds like torch's CPU
+    single-tensor path, so the results differ from torch's only where its square root differs.
+
+    Parameters
+    ----------
+    {{params}}
+    lr : float, default 2e-3
+        Learning rate :math:`\gamma` (a NumPy scalar or 1-element array is used as a float).
+    betas : tuple of two floats, default (0.9, 0.999)
+        :math:`(\beta_1, \beta_2)`, each in [0, 1).
+    eps : float, default 1e-8
+        :math:`\epsilon`, added to the denominator for numerical stability.
+    weight_decay : float, default 0
+        :math:`\lambda`.
+    momentum_decay : float, default 4e-3
+        :math:`\psi`, the rate of the momentum schedule.
+    decoupled_weight_decay : bool, default False
+        Decay the parameters directly, as AdamW does (NAdamW).
+    foreach : bool or None, default None
+        Accepted for drop-in compatibility with torch; every step is one fused kernel per group.
+    {{maximize}}
+    capturable, differentiable : bool, default False
+        Must be False: they are CUDA-graph and autograd features (``True`` raises ValueError).
+
+    Attributes
+    ----------
+    state : dict
+        Per parameter, created at its first step with a gradient: ``"step"`` (a Python int;
+        torch keeps a float32 tensor), ``"mu_product"`` (:math:`P`, a 0-d float32 array holding
+        torch's exact value; a loaded float64 one stays float64), ``"exp_avg"`` (:math:`m`) and
+        ``"exp_avg_sq"`` (:math:`v`), arrays of the parameter's shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        With torch's messages: ``Invalid learning rate``, ``Invalid epsilon value``, ``Invalid
+        beta parameter at index 0/1``, ``Invalid weight_decay value``, ``Invalid
+        momentum_decay value``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastoptim as fo
+    >>> w = fo.Parameter(np.array([1.0, -2.0]))
+    >>> opt = fo.NAdam([w], lr=0.1)
+    >>> w.grad = 2 * w                 # gradient of sum(w**2)
+    >>> opt.step()
+    >>> np.round(w, 6), opt.state[w]["mu_product"]
+    (array([ 0.894355, -1.894355]), array(0.45007348, dtype=float32))
+    """
+
+    _info = OPTIMIZERS["NAdam"]
+
+    def __init__(
+        self,
+        params,
+        lr=2e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0,
+        momentum_decay=4e-3,
+        decoupled_weight_decay=False,
+        *,
+        foreach=None,
+        maximize=False,
+        capturable=False,
+        differentiable=False,
+    ):
+        _check_nadam_hyperparameters(lr, betas, eps, weight_decay, momentum_decay)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "momentum_decay": momentum_decay,
+            "decoupled_weight_decay": decoupled_weight_decay,
+            "maximize": maximize,
+            "foreach": foreach,
+            "capturable": capturable,
+            "differentiable": differentiable,
+        }
+        super().__init__(params, defaults)
+
+    def _new_buffer(self, key, param, group):
+        """torch's initial state: ``mu_product`` a 0-d float32 one, the moments zeros."""
+        if key == "mu_product":
+            return np.ones((), dtype=np.float32)
+        return np.zeros(param.shape, dtype=param.dtype)
+
+    def _check_group(self, group):
+        _check_pair(group, "betas", "beta1, beta2")
+        _check_nadam_hyperparameters(group["lr"], group["betas"], group["eps"],
+                                     group["weight_decay"], group["momentum_decay"])
+        _check_unsupported_flags(group)
+        _check_bool_options(group, self._info.flags)
