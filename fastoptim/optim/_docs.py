@@ -16,6 +16,11 @@ The same algorithm, arguments, defaults and results as ``torch.optim.{torch_name
         Parameters, ``(name, Parameter)`` pairs, or dicts defining parameter groups.""",
     "maximize": """maximize : bool, default False
         Maximize the objective instead of minimizing it.""",
+    "foreach": """foreach : bool or None, default None
+        Accepted for drop-in compatibility with torch; every fastoptim step runs as one fused
+        kernel per group, whatever its value.""",
+    "capturable": """capturable, differentiable : bool, default False
+        Must be False: they are CUDA-graph and autograd features (``True`` raises ValueError).""",
     "foreach_fused": """foreach, fused : bool or None, default None
         Accepted for drop-in compatibility with torch; every fastoptim step runs as one fused
         kernel per group, whatever their value. As in torch, both ``True`` raises RuntimeError.""",

@@ -56,11 +56,9 @@ class ASGD(Optimizer):
         :math:`t_0`, the step from which averaging starts.
     weight_decay : float, default 0
         :math:`\lambda_w` (L2 penalty).
-    foreach : bool or None, default None
-        Accepted for drop-in compatibility with torch; every step is one fused kernel per group.
+    {{foreach}}
     {{maximize}}
-    differentiable, capturable : bool, default False
-        Must be False: they are autograd and CUDA-graph features (``True`` raises ValueError).
+    {{capturable}}
 
     Attributes
     ----------

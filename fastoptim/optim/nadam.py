@@ -57,21 +57,12 @@ class NAdam(Optimizer):
     {{params}}
     lr : float, default 2e-3
         Learning rate :math:`\gamma` (a NumPy scalar or 1-element array is used as a float).
-    betas : tuple of two floats, default (0.9, 0.999)
-        :math:`(\beta_1, \beta_2)`, each in [0, 1).
-    eps : float, default 1e-8
-        :math:`\epsilon`, added to the denominator for numerical stability.
-    weight_decay : float, default 0
-        :math:`\lambda`.
+    betas, eps, weight_decay, foreach, maximize, capturable, differentiable
+        As for :class:`RAdam`.
     momentum_decay : float, default 4e-3
         :math:`\psi`, the rate of the momentum schedule.
     decoupled_weight_decay : bool, default False
         Decay the parameters directly, as AdamW does (NAdamW).
-    foreach : bool or None, default None
-        Accepted for drop-in compatibility with torch; every step is one fused kernel per group.
-    {{maximize}}
-    capturable, differentiable : bool, default False
-        Must be False: they are CUDA-graph and autograd features (``True`` raises ValueError).
 
     Attributes
     ----------

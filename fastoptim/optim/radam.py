@@ -90,11 +90,9 @@ class RAdam(Optimizer):
     decoupled_weight_decay : bool, default False
         Decay the parameters directly, as AdamW does, instead of adding :math:`\lambda\theta` to
         the gradient.
-    foreach : bool or None, default None
-        Accepted for drop-in compatibility with torch; every step is one fused kernel per group.
+    {{foreach}}
     {{maximize}}
-    capturable, differentiable : bool, default False
-        Must be False: they are CUDA-graph and autograd features (``True`` raises ValueError).
+    {{capturable}}
 
     Attributes
     ----------

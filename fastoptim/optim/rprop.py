@@ -51,10 +51,8 @@ class Rprop(Optimizer):
         :math:`(\eta_-, \eta_+)`, with :math:`0 < \eta_- < 1 < \eta_+`.
     step_sizes : tuple of two floats, default (1e-6, 50)
         :math:`(\Gamma_{\min}, \Gamma_{\max})`, the bounds of the step sizes.
-    capturable, differentiable : bool, default False
-        Must be False: they are CUDA-graph and autograd features (``True`` raises ValueError).
-    foreach : bool or None, default None
-        Accepted for drop-in compatibility with torch; every step is one fused kernel per group.
+    {{capturable}}
+    {{foreach}}
     {{maximize}}
 
     Attributes
