@@ -17,7 +17,7 @@ from test_checkpoint import assert_same
 
 torch = pytest.importorskip("torch")
 
-from optim_configs import ADAM_CONFIGS, ADAMW_CONFIGS, SGD_CONFIGS  # noqa: E402
+from optim_configs import ADAM_CONFIGS, ADAMW_CONFIGS, OPTIMIZERS, SGD_CONFIGS  # noqa: E402
 from test_optimizer_parity import ADAM_MAX_ULP, Lockstep  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(fo.__file__)))
@@ -542,3 +542,55 @@ def test_peak_memory_of_loading_is_the_data_itself(tmp_path):
     assert result.returncode == 0, result.stderr
     extra = int(result.stdout.split()[-1])
     assert extra <= 1.1 * nbytes, (extra, nbytes)
+
+
+# Every optimizer torch has (the registry's default configuration of each): a torch run's state goes
+# torch.save -> fo.load -> fastoptim's load_state_dict -> state_dict -> fo.save(format="torch") ->
+# torch.load -> a second torch optimizer, which then continues bit for bit like the first. The files
+# carry every state key (0-d scalar state and float step tensors included) both ways.
+TORCH_DEFAULT_CONFIGS = [info.default for info in OPTIMIZERS.values() if info.in_torch]
+
+
+@pytest.mark.parametrize("config", TORCH_DEFAULT_CONFIGS, ids=lambda c: c.id)
+def test_every_optimizer_state_crosses_torch_files_both_ways(config, tmp_path):
+    rng = np.random.default_rng(11)
+    shapes = [(5, 3), (7,), (2, 2, 2)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(9)]
+
+    def torch_run():
+        params = [torch.nn.Parameter(torch.from_numpy(a.copy())) for a in start]
+        return params, config.make_torch(params)
+
+    def torch_step(params, opt, k):
+        for p, g in zip(params, grads[k]):
+            p.grad = torch.from_numpy(g.copy())
+        opt.step()
+
+    tparams, topt = torch_run()
+    for k in range(5):
+        torch_step(tparams, topt, k)
+    torch.save(topt.state_dict(), tmp_path / "from_torch.pt")
+
+    params = [fo.Parameter(p.detach().numpy().copy()) for p in tparams]
+    opt = config.make(params)
+    opt.load_state_dict(fo.load(tmp_path / "from_torch.pt"))
+    for i, p in enumerate(tparams):
+        for key, value in topt.state[p].items():
+            ours = opt.state[params[i]][key]
+            if key == "step":
+                assert type(ours) is int and ours == int(value)
+            else:
+                assert np.array_equal(np.asarray(ours), value.numpy()), (key, i)
+    fo.save(opt.state_dict(), tmp_path / "from_fastoptim.pt", format="torch")
+
+    tparams2, topt2 = torch_run()
+    with torch.no_grad():
+        for p2, p in zip(tparams2, tparams):
+            p2.copy_(p)
+    topt2.load_state_dict(torch.load(tmp_path / "from_fastoptim.pt", weights_only=True))
+    for k in range(5, 9):
+        torch_step(tparams, topt, k)
+        torch_step(tparams2, topt2, k)
+        for p, p2 in zip(tparams, tparams2):
+            assert torch.equal(p, p2), (config.id, k)
