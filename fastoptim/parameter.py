@@ -21,10 +21,14 @@ def _describe(obj):
 
 
 def _check_float_dtype(dtype, what, fix):
-    if dtype not in _FLOAT_DTYPES or not dtype.isnative:
+    # float16 and bfloat16 (ml_dtypes) too: the optimizers update them through a float32 master
+    # copy in their state (docs/low_precision.rst)
+    if (dtype not in _FLOAT_DTYPES or not dtype.isnative) and not (
+            dtype.itemsize == 2 and dtype.name in ("float16", "bfloat16") and dtype.isnative):
         raise TypeError(
             f"{what} has dtype {dtype.str if not dtype.isnative else dtype}, but fastoptim "
-            f"optimizes float32 and float64 arrays only (in native byte order); {fix}"
+            f"optimizes float32 and float64 arrays only (in native byte order; float16 and "
+            f"bfloat16 ones through a float32 master copy); {fix}"
         )
 
 

@@ -21,7 +21,7 @@ cdef struct Segment:
     double s[MAX_SCALARS]       # per-array scalars; their meaning is the kernel's (spec.per_array)
     unsigned fresh              # bit k: buf[k] was allocated by this call (a lazily created buffer)
     # low precision (segs_lp only; docs/low_precision.rst): kind = 3 * param kind + state kind,
-    # kinds 0 float32, 1 bfloat16, 2 float16; ``param`` is then the float32 master copy when the
+    # kinds 0 float32, 1 bfloat16, 2 float16 (float32 and float64 segments: 0 and 9); ``param`` is then the float32 master copy when the
     # param kind is not 0 and ``lp`` the float16/bfloat16 param, rounded from it
     char* lp                    # OUT: the low-precision param (NULL: none)
     int kind

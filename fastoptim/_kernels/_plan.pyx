@@ -339,10 +339,10 @@ cdef class Plan:
         free(self.segs32)
 
     cdef Segment* add(self, cnp.ndarray param, cnp.ndarray grad, int kind) except NULL:
-        """``kind``: 0 float32, 3 float64, else a low-precision kind (``Segment.kind``)."""
+        """``kind``: 0 float32, 9 float64, else a low-precision kind (``Segment.kind``)."""
         cdef Segment* s
         cdef Py_ssize_t size = cnp.PyArray_SIZE(param), k
-        if kind != 0 and kind != 3:
+        if kind != 0 and kind != 9:
             s = &self.segs_lp[self.n_lp]
             s.start = self.total_lp
             self.n_lp += 1
@@ -461,7 +461,7 @@ cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names
                 f"params[{i}] has dtype {p.dtype}: its state may be float32"
                 + (" or bfloat16/float16" if pk == 0 else f" or {KIND_NAMES[pk]}")
                 + f", not {KIND_NAMES[sk]}")
-        kind = pk if pk == 3 else 3 * pk + sk
+        kind = 9 if pk == 3 else 3 * pk + sk
         s = plan.add(ref, g, kind)
         if ref is not p:
             s.lp = <char*>cnp.PyArray_DATA(p)
@@ -471,7 +471,7 @@ cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names
             lst = <list>lists[k]
             if (lazy >> k) & 1 and lst[i] is None:
                 s.fresh |= 1u << k
-            elif kind == 0 or kind == 3:
+            elif kind == 0 or kind == 9:
                 b = _check_like(lst[i], p, names[k], i, False)
                 s.buf[k] = <char*>cnp.PyArray_DATA(b)
             else:
@@ -500,7 +500,7 @@ cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names
                 for k in range(nbuf):
                     if (s.fresh >> k) & 1:
                         b = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(p), cnp.PyArray_DIMS(p),
-                                              cnp.PyArray_TYPE(p) if s.kind == 0 or s.kind == 3
+                                              cnp.PyArray_TYPE(p) if s.kind == 0 or s.kind == 9
                                               else _typenum(s.kind % 3), 0)
                         plan.created.append((k, i, b))
                         s.buf[k] = <char*>cnp.PyArray_DATA(b)

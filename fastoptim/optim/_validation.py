@@ -106,10 +106,12 @@ def _check_param(param, index, group_index=None):
             "optimizer can only optimize Tensors, but one of the params is "
             f"{_describe(param)} (fastoptim optimizes fastoptim.Parameter arrays)"
         )
-    if param.dtype not in (np.float32, np.float64) or not param.dtype.isnative:
+    if (param.dtype not in (np.float32, np.float64) or not param.dtype.isnative) and not (
+            param.dtype.itemsize == 2 and param.dtype.name in ("float16", "bfloat16")):
         raise TypeError(
             f"{_where(index, group_index)} has dtype {param.dtype.str}, but the optimizers "
-            "update float32 and float64 Parameters only"
+            "update float32 and float64 Parameters only (and float16/bfloat16 ones through a "
+            "float32 master copy)"
         )
     flags = param.flags
     if not flags.c_contiguous:
@@ -297,7 +299,7 @@ def _load_array(value, param, where):
         if _is_torch_tensor(value):
             raise TypeError(_torch_hint(where, value))
         raise TypeError(f"{where} must be a numpy.ndarray, got {_describe(value)}")
-    if value.dtype.kind != "f":
+    if value.dtype.kind != "f" and value.dtype.name != "bfloat16":
         raise TypeError(
             f"{where} has dtype {value.dtype}, but optimizer state must be floating point"
         )

@@ -26,6 +26,7 @@ from itertools import chain
 import numpy as np
 
 from fastoptim import _state_gather
+from fastoptim.optim import _low_precision
 from fastoptim.optim._docs import fill_docstring
 from fastoptim.optim._validation import (
     _SCALAR_STATE_LOADERS,
@@ -387,6 +388,8 @@ class Optimizer:
 
         self.state = defaultdict(dict)
         self.param_groups = []
+        # state_dtype / stochastic_rounding given to an elementwise optimizer's constructor
+        defaults.update(_low_precision.defaults_of(self))
 
         param_groups = list(params)
         if len(param_groups) == 0:
@@ -410,6 +413,9 @@ class Optimizer:
             step.__doc__ = template.__doc__
             step.__module__ = cls.__module__
             cls.step = step
+        init = cls.__dict__.get("__init__")
+        if "_info" in cls.__dict__ and init is not None and not hasattr(init, "_fastoptim_low_precision"):
+            cls.__init__ = _low_precision.wrap_init(init)  # state_dtype=, stochastic_rounding=
         step = cls.__dict__.get("step")
         if isinstance(step, types.FunctionType) and not getattr(step, "_fastoptim_hooked", False):
             cls.step = _with_step_hooks(step)
@@ -544,7 +550,8 @@ class Optimizer:
         if info is None:
             return _cast_copy(saved, param)
         keys = info.state_keys
-        unknown = [k for k in saved if k not in keys]
+        master = _low_precision.is_low_precision(param.dtype)
+        unknown = [k for k in saved if k not in keys and not (master and k == _low_precision.MASTER_KEY)]
         if unknown:
             has = f"only {keys[0]!r}" if len(keys) == 1 else f"{list(keys)}"
             raise ValueError(
@@ -570,7 +577,12 @@ class Optimizer:
             loaded[key] = _load_scalar_array(saved[key], f"{where}[{key!r}]")
         for key in info.buffers:
             if key in saved:
-                loaded[key] = _load_array(saved[key], param, f"{where}[{key!r}]")
+                loaded[key] = _low_precision.load_state_array(
+                    saved[key], param, group, f"{where}[{key!r}]", _load_array)
+        if master and _low_precision.MASTER_KEY in saved:
+            loaded[_low_precision.MASTER_KEY] = _low_precision.load_master(
+                saved[_low_precision.MASTER_KEY], param, f"{where}[{_low_precision.MASTER_KEY!r}]",
+                _load_array)
         return loaded
 
     def _kernel_kwargs(self, group):
@@ -583,7 +595,18 @@ class Optimizer:
             kwargs[name] = value if type(value) is float else _to_float(value)
         for name in info.flags:
             kwargs[name] = bool(group[name])
+        kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, bool(info.scalar_state)))
         return kwargs
+
+    def _state_like(self, key, param, group):
+        """What ``_new_buffer`` gets as the param: the param itself, or an array of its shape in
+        the state dtype of its group (low precision, master weights; the 0-d scalar arrays of
+        a float16/bfloat16 param are float32)."""
+        if key in self._info.buffers:
+            return _low_precision.stand_in(param, _low_precision.state_dtype(group, param))
+        if _low_precision.is_low_precision(param.dtype):
+            return _low_precision.stand_in(param, np.dtype(np.float32))
+        return param
 
     def _new_buffer(self, key, param, group):
         """The initial value of the state array ``key`` of ``param`` (zeros, as in torch)."""
@@ -663,6 +686,8 @@ class Optimizer:
                 )
             param_group.setdefault(name, default)
         self._check_group(param_group)
+        if self._info is not None:
+            _low_precision.check_group(param_group)
 
         params = param_group["params"]
         _check_no_duplicates(params, len(self.param_groups))
@@ -769,8 +794,12 @@ class Optimizer:
                 param_states, steps, lists, fresh = self._gather_state(
                     group_index, group, params, keys, with_step
                 )
+            kwargs = self._kernel_kwargs(group)
+            masters, new_masters = _low_precision.master_params(params, state)
+            if masters is not None:
+                kwargs["master_params"] = masters
             work.append((group_index, group, params, grads, keys, slots, param_states, steps,
-                         lists, fresh, self._kernel_kwargs(group)))
+                         lists, fresh, kwargs, new_masters))
 
         checked = self._checked_state
         for item in work:
@@ -780,7 +809,7 @@ class Optimizer:
                 break
 
         for (group_index, group, params, grads, keys, slots, param_states, steps, lists, fresh,
-             kwargs) in work:
+             kwargs, new_masters) in work:
             # New state is allocated only now that every group has been checked, and stored
             # only once the step succeeded, so a step that raises leaves no state behind.
             if fresh:
@@ -788,7 +817,8 @@ class Optimizer:
                     if key not in info.lazy_buffers:
                         for i in fresh:
                             if values[i] is None:
-                                values[i] = self._new_buffer(key, params[i], group)
+                                values[i] = self._new_buffer(key, self._state_like(key, params[i], group),
+                                                             group)
             arguments = [lists[slot] if slot >= 0 else [] for slot in slots]
             if with_step:
                 arguments.append(steps)  # incremented in place by the kernel
@@ -811,6 +841,8 @@ class Optimizer:
                             param_state["step"] = step
             elif with_step:
                 _state_gather.store_steps(param_states, steps)
+            for i, master in new_masters:
+                state[params[i]][_low_precision.MASTER_KEY] = master
             # These arrays are now known not to share memory: the next step skips the check
             # while it gathers the very same ones.
             checked[group_index] = lists
@@ -1047,6 +1079,8 @@ class Optimizer:
                 )
             try:
                 self._check_group(new_group)
+                if self._info is not None:
+                    _low_precision.check_group(new_group)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"loaded param group {index}: {exc}") from None
             param_groups.append(new_group)
