@@ -167,6 +167,14 @@ _MAX_NDIM = 64
 def _parse_dtype(spec):
     if type(spec) is not str:
         raise MalformedContent(f"numpy.dtype was given a {type(spec).__name__}, not a str")
+    if spec == "bfloat16":
+        # low-precision optimizer state (docs/low_precision.rst): ml_dtypes' bfloat16 by name
+        try:
+            import ml_dtypes  # noqa: PLC0415 - optional dependency
+        except ImportError:
+            raise MalformedContent("the checkpoint holds bfloat16 arrays, which need the "
+                                   "ml_dtypes package: pip install ml_dtypes") from None
+        return np.dtype(ml_dtypes.bfloat16)
     if not _DTYPE_RE.fullmatch(spec):
         raise UnsafeContent(
             f"dtype {spec!r} is not allowed: only numeric dtypes (bool, signed and unsigned "

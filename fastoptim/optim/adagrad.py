@@ -136,7 +136,7 @@ class Adagrad(Optimizer):
         # torch creates the state of the constructor's parameters eagerly.
         for group in self.param_groups:
             for p in group["params"]:
-                self.state[p] = {"step": 0, "sum": self._new_buffer("sum", self._state_like("sum", p, group), group)}
+                self.state[p] = {"step": 0, "sum": self._new_state("sum", p, group)}
 
     def _new_buffer(self, key, param, group):
         """The starting sum: the constructor's ``initial_accumulator_value`` (torch's

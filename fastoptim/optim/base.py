@@ -598,15 +598,17 @@ class Optimizer:
         kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, bool(info.scalar_state)))
         return kwargs
 
-    def _state_like(self, key, param, group):
-        """What ``_new_buffer`` gets as the param: the param itself, or an array of its shape in
-        the state dtype of its group (low precision, master weights; the 0-d scalar arrays of
-        a float16/bfloat16 param are float32)."""
+    def _new_state(self, key, param, group):
+        """A new state array ``key`` of ``param``: ``_new_buffer``'s value, computed for a float32
+        param where ``param`` is float16/bfloat16 (master weights), and a buffer rounded to the
+        group's ``state_dtype`` (as the float32 optimizer's state rounded; docs/low_precision.rst)."""
+        compute = np.dtype(np.float32) if _low_precision.is_low_precision(param.dtype) else param.dtype
+        value = self._new_buffer(key, _low_precision.stand_in(param, compute), group)
         if key in self._info.buffers:
-            return _low_precision.stand_in(param, _low_precision.state_dtype(group, param))
-        if _low_precision.is_low_precision(param.dtype):
-            return _low_precision.stand_in(param, np.dtype(np.float32))
-        return param
+            target = _low_precision.state_dtype(group, param)
+            if value.dtype != target:
+                value = value.astype(target)
+        return value
 
     def _new_buffer(self, key, param, group):
         """The initial value of the state array ``key`` of ``param`` (zeros, as in torch)."""
@@ -817,8 +819,7 @@ class Optimizer:
                     if key not in info.lazy_buffers:
                         for i in fresh:
                             if values[i] is None:
-                                values[i] = self._new_buffer(key, self._state_like(key, params[i], group),
-                                                             group)
+                                values[i] = self._new_state(key, params[i], group)
             arguments = [lists[slot] if slot >= 0 else [] for slot in slots]
             if with_step:
                 arguments.append(steps)  # incremented in place by the kernel

@@ -237,14 +237,26 @@ class OptimizerInfo:
         """Memory traffic of one element of one step of ``group``: the bandwidth bound.
 
         The parameter is read and written, the gradient read, and every active state array read
-        and written: ``itemsize * (2 + 1 + 2 * active buffers)``.
+        and written: ``itemsize * 3 + state itemsize * 2 * active buffers``, the state arrays in
+        the group's ``state_dtype`` (default: the param's dtype). A 2-byte (float16/bfloat16)
+        param is updated through its float32 master copy (default state dtype float32): the
+        gradient read and the param written in 2 bytes, the master read and written in 4
+        (docs/low_precision.rst).
         """
-        return itemsize * (3 + 2 * len(self.active_buffers(group)))
+        n = len(self.active_buffers(group))
+        name = group.get("state_dtype")
+        if itemsize == 2:
+            return 2 + 2 + 2 * 4 + 2 * _STATE_ITEMSIZE.get(name, 4) * n
+        return itemsize * 3 + 2 * _STATE_ITEMSIZE.get(name, itemsize) * n
 
     @property
     def default(self):
         """The configuration API tests use."""
         return self.configs[self.default_config]
+
+
+# bytes per element of a state_dtype (fastoptim.optim._low_precision.STATE_DTYPES)
+_STATE_ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 # ---------------------------------------------------------------------------------- the table
