@@ -9,10 +9,13 @@
 * stochastic rounding: unbiased, deterministic, the same bits for 1 and 2 threads.
 * state_dict / load_state_dict, fo.save / fo.load, interop with torch: dtypes kept; refusals.
 """
+import importlib
+
 import numpy as np
 import pytest
 
 import fastoptim as fo
+from fastoptim import _dispatch
 from fastoptim._dispatch import kernels
 from fastoptim.optim.registry import OPTIMIZERS
 
@@ -23,6 +26,21 @@ LOW = {"bfloat16": BF16, "float16": F16}
 INFOS = [info for info in OPTIMIZERS.values() if info.configs]
 CONFIGS = [c for info in INFOS for c in info.configs]
 STEPS = 6
+
+
+def _variants():
+    """Every kernel variant this CPU runs (float16 conversions: F16C on v3/v4, bit routine on
+    the baseline; they must give the same bits)."""
+    out = []
+    for name in _dispatch._candidates():
+        try:
+            out.append(importlib.import_module(f"fastoptim._kernels_{name}"))
+        except ImportError:
+            pass
+    return out
+
+
+VARIANTS = _variants()
 
 
 def bits(a):
@@ -131,18 +149,19 @@ def test_master_weights_are_the_float32_step_of_the_upcast_param(info, name, sta
 # ------------------------------------------------------------------ conversions, exhaustively
 
 
-def _store_through_sgd(values, state_dtype, seed=None, threads=None):
+def _store_through_sgd(values, state_dtype, seed=None, module=kernels):
     """``values`` (float32) stored into a new ``state_dtype`` momentum buffer by the SGD kernel
     (its first momentum step stores the gradient itself)."""
     p = np.zeros(values.shape, np.float32)
     bufs = [None]
-    kernels.sgd([p], [values], bufs, lr=0.0, weight_decay=0.0, momentum=0.9, dampening=0.0,
+    module.sgd([p], [values], bufs, lr=0.0, weight_decay=0.0, momentum=0.9, dampening=0.0,
                 nesterov=False, maximize=False, state_dtype=state_dtype, stochastic_rounding=seed)
     return bufs[0]
 
 
+@pytest.mark.parametrize("module", VARIANTS, ids=lambda m: m.__name__.split("_kernels_")[1])
 @pytest.mark.parametrize("name", ["bfloat16", "float16"])
-def test_round_to_nearest_even_matches_ml_dtypes_and_numpy_for_every_pattern(name):
+def test_round_to_nearest_even_matches_ml_dtypes_and_numpy_for_every_pattern(name, module):
     """Every float32 whose upper 16 bits vary, with the low bits at the rounding boundaries."""
     dtype = LOW[name]
     hi = np.arange(1 << 16, dtype=np.uint32) << 16
@@ -150,7 +169,7 @@ def test_round_to_nearest_even_matches_ml_dtypes_and_numpy_for_every_pattern(nam
     u = (hi[:, None] | lows[None, :]).ravel()
     x = u.view(np.float32)
     finite = np.isfinite(x)
-    got = _store_through_sgd(x, name)
+    got = _store_through_sgd(x, name, module=module)
     assert got.dtype == dtype
     with np.errstate(over="ignore"):
         assert np.array_equal(bits(got)[finite], bits(x[finite].astype(dtype)))
@@ -160,21 +179,22 @@ def test_round_to_nearest_even_matches_ml_dtypes_and_numpy_for_every_pattern(nam
     buf = [every.copy()]
     p = np.zeros(every.shape, np.float32)
     g = np.zeros(every.shape, np.float32)
-    kernels.sgd([p], [g], buf, lr=0.0, weight_decay=0.0, momentum=1.0, dampening=1.0,
+    module.sgd([p], [g], buf, lr=0.0, weight_decay=0.0, momentum=1.0, dampening=1.0,
                 nesterov=False, maximize=False, state_dtype=name)
     back = every.astype(np.float32)
     ok = np.isfinite(back) & (bits(every) != 0x8000)   # fma(0, 0, -0.0) is +0.0 in IEEE arithmetic
     assert np.array_equal(bits(buf[0])[ok], bits(every)[ok])
 
 
+@pytest.mark.parametrize("module", VARIANTS, ids=lambda m: m.__name__.split("_kernels_")[1])
 @pytest.mark.parametrize("name", ["bfloat16", "float16"])
 @pytest.mark.parametrize("value", [1.0 + 2.0 ** -12, -3.3, 1e-3, 1.3 * 2.0 ** -20, 60001.0])
-def test_stochastic_rounding_is_unbiased(name, value):
+def test_stochastic_rounding_is_unbiased(name, value, module):
     """Many stochastic roundings of one value: only its two neighbours, their mean the value."""
     dtype = LOW[name]
     x = np.float32(value)
     n = 200_000
-    got = _store_through_sgd(np.full(n, x, np.float32), name, seed=12345)
+    got = _store_through_sgd(np.full(n, x, np.float32), name, seed=12345, module=module)
     values = np.unique(got.astype(np.float64))
     assert len(values) == 2, values
     down, up = values
@@ -184,7 +204,7 @@ def test_stochastic_rounding_is_unbiased(name, value):
     sigma = np.sqrt(frac * (1 - frac) / n) * (up - down)
     assert abs(got.astype(np.float64).mean() - float(x)) <= 5 * sigma, (got.mean(), float(x), sigma)
     # the test can fail: round to nearest is biased by the whole distance to the nearer neighbour
-    rne = float(_store_through_sgd(np.full(4, x, np.float32), name)[0].astype(np.float32))
+    rne = float(_store_through_sgd(np.full(4, x, np.float32), name, module=module)[0].astype(np.float32))
     assert rne in (down, up) and abs(rne - float(x)) > 20 * sigma
 
 
@@ -194,6 +214,10 @@ def test_stochastic_rounding_is_deterministic_and_seeded():
     b = _store_through_sgd(x, "bfloat16", seed=7)
     c = _store_through_sgd(x, "bfloat16", seed=8)
     assert np.array_equal(bits(a), bits(b))
+    for module in VARIANTS:          # the same bits on every variant, both dtypes
+        for name in ("bfloat16", "float16"):
+            assert np.array_equal(bits(_store_through_sgd(x, name, 7, module)),
+                                  bits(_store_through_sgd(x, name, 7, kernels)))
     assert not np.array_equal(bits(a), bits(c))
     # every stored value is one of the two neighbours (never further than one ulp)
     lo = x.astype(np.float32).view(np.uint32) & 0xFFFF0000
