@@ -96,13 +96,13 @@ class KernelView:
         once per segment. ``leaf(lits)`` spells a leaf's call (default: the float/double loop)."""
         lines = []
         args = self.loop_args()
-        leaf = leaf or (lambda lits: f"_{self.name}_loop({args}{lits})")
+        leaf = leaf or (lambda lits, chosen: f"_{self.name}_loop({args}{lits})")
 
         def rec(level, chosen, depth):
             pad = "    " * depth
             if level == len(self.flags):
                 lits = "".join(", " + repr(chosen[f.name]) for f in self.flags)
-                lines.append(f"{pad}{leaf(lits)}")
+                lines.append(f"{pad}{leaf(lits, chosen)}")
                 return
             flag = self.flags[level]
             if flag.only_if and not eval(flag.only_if, {}, dict(chosen)):  # noqa: S307 (build-time data)
@@ -121,44 +121,64 @@ class KernelView:
         return "\n".join(lines)
 
     # -- low precision: the same body over float16/bfloat16 buffers (docs/low_precision.rst) ------
-    def lp_loop_params(self):
+    def lp_loop_params(self, flags=False):
         ptrs = [f"void* {p}" for p in self.spec.pointers]
         scal = [f"float {c}" for c in self.consts + self.per_array]
-        flags = [f"{_ctype(f)} {f.name}" for f in self.flags]
+        flags = [f"{_ctype(f)} {f.name}" for f in self.flags] if flags else []
         return ", ".join(["float* p", "const void* g"] + ptrs + ["void* _lpp", "Py_ssize_t n"] + scal + flags
-                         + ["int _sk", "int _pk", "bint _sr", "unsigned long long _key", "Py_ssize_t _i0"])
+                         + ["bint _sr", "unsigned long long _key", "Py_ssize_t _i0"])
 
-    def lp_body(self):
+    def _lp_name(self, kind, chosen):
+        return f"_{self.name}_lp_{kind}" + "".join(f"_{int(chosen[f.name])}" for f in self.flags)
+
+    def lp_loops(self):
+        """``(function name, state kind, param kind, what, flag values)`` of every low-precision
+        loop: one per kind and flag combination, everything a literal inside (GCC does not
+        inline loops with this many call sites, so the specialisation is spelled out)."""
+        out = []
+        for kind, sk, pk, what in LP_KINDS:
+            def leaf(lits, chosen, kind=kind, sk=sk, pk=pk, what=what):
+                out.append((self._lp_name(kind, chosen), sk, pk, what, dict(chosen)))
+                return ""
+            self.flag_tree(leaf)
+        return out
+
+    def lp_body(self, sk, pk, sr, indent, chosen):
         """The spec's body with every buffer read a ``fo_load``, every buffer store a ``fo_store``
-        and the param store written to the float32 param (or master) and its low-precision copy.
-        Every body reads a buffer only before storing it, so the loads see the stored state."""
+        and the param store written to the float32 param (or master) and its low-precision copy,
+        for state kind ``sk``, param kind ``pk`` and stochastic rounding ``sr`` as literals (so
+        every branch on them folds away and the loop vectorises). Every body reads a buffer only
+        before storing it, so the loads see the stored state."""
         names = list(self.spec.pointers)
         loads = re.compile(r"\b(%s)\[i\]" % "|".join(names)) if names else None
 
         def load(text):
-            text = re.sub(r"\bg\[i\]", "fo_load(_pk, g, i)", text.replace("floating", "float"))
-            return loads.sub(r"fo_load(_sk, \1, i)", text) if loads else text
+            for name, value in chosen.items():
+                text = re.sub(r"\b%s\b" % name, repr(value), text)
+            text = re.sub(r"\bg\[i\]", f"fo_load({pk}, g, i)", text.replace("floating", "float"))
+            return loads.sub(f"fo_load({sk}, \\1, i)", text) if loads else text
 
         out = []
         for line in self.spec.body.splitlines():
             code = line.split("#", 1)[0].rstrip()
             if not code.strip():
                 continue
-            pad = " " * (8 + len(code) - len(code.lstrip()))
+            pad = " " * (indent + len(code) - len(code.lstrip()))
             store = re.match(r"(\w+)\[i\] = (.+)$", code.strip())
             if store and store.group(1) == "p":
-                out += [f"{pad}_pn = {load(store.group(2))}", f"{pad}p[i] = _pn",
-                        f"{pad}fo_store_param(_pk, _lpp, i, _pn)"]
+                out += [f"{pad}_pn = {load(store.group(2))}", f"{pad}p[i] = _pn"]
+                if pk:
+                    out.append(f"{pad}fo_store_param({pk}, _lpp, i, _pn)")
             elif store and store.group(1) in names:
                 k = names.index(store.group(1))
-                out.append(f"{pad}fo_store(_sk, _sr, {store.group(1)}, i, {load(store.group(2))}, _key, {k}, _i0 + i)")
+                out.append(f"{pad}fo_store({sk}, {sr}, {store.group(1)}, i, {load(store.group(2))}, _key, {k}, _i0 + i)")
             else:
                 out.append(pad + load(code.strip()))
         return "\n".join(out)
 
     def lp_segment_params(self):
-        """The loop's parameters with the kinds replaced by the segment's ``_kind``."""
-        return "int _kind, " + self.lp_loop_params().replace("int _sk, int _pk, ", "")
+        """The loop's parameters and the segment's ``_kind``."""
+        return "int _kind, " + self.lp_loop_params(flags=True)
 
     def lp_driver_params(self):
         return self.driver_params().replace("floating ", "float ")
@@ -172,7 +192,8 @@ class KernelView:
         lines = []
         for j, (kind, sk, pk, what) in enumerate(LP_KINDS):
             lines.append(f"    {'if' if j == 0 else 'elif'} _kind == {kind}:  # {what}")
-            lines.append(self.flag_tree(lambda lits: f"_{self.name}_lp_loop({args}{lits}, {sk}, {pk}, _sr, _key, _i0)", 2))
+            lines.append(self.flag_tree(
+                lambda lits, chosen, kind=kind: f"{self._lp_name(kind, chosen)}({args}, _sr, _key, _i0)", 2))
         return "\n".join(lines)
 
     def lp_segment_call_args(self):
