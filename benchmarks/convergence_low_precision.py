@@ -16,7 +16,9 @@ Modes: ``f32`` (float32 params and state), ``bf16-state`` (float32 params, bfloa
 ``bf16-params`` (bfloat16 params with the float32 master copy in the optimizer state, float32
 state; the forward and backward passes compute in float32 from the bfloat16 weights and the
 gradients are rounded to bfloat16, as a bfloat16 model's would be). Reported: the final training
-loss (mean of the last 5% of the steps' batch losses) and the final validation loss.
+loss (mean of the last 5% of the steps' batch losses) and the final validation loss, averaged over
+seeds (initialisation and batch order; the spiral's final loss varies from seed to seed by more
+than the precision changes it, so it is run with several).
 """
 import argparse
 import math
@@ -264,21 +266,38 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spiral-steps", type=int, default=6_000)
     parser.add_argument("--lm-steps", type=int, default=2_000)
+    parser.add_argument("--spiral-seeds", type=int, default=3)
+    parser.add_argument("--lm-seeds", type=int, default=1)
     parser.add_argument("--plot", default=os.path.join(OUT, "convergence.png"))
     args = parser.parse_args(argv)
     fo.set_num_threads(1)
     print(f"backprop check (tiny-lm, float64 finite differences): worst relative error {_gradcheck():.1e}")
     results = {}
-    for problem, run, steps in (("spiral", spiral_run, args.spiral_steps), ("tiny-lm", lm_run, args.lm_steps)):
+    runs = (("spiral", spiral_run, args.spiral_steps, args.spiral_seeds),
+            ("tiny-lm", lm_run, args.lm_steps, args.lm_seeds))
+    for problem, run, steps, seeds in runs:
         for mode in MODES:
-            losses, val = run(mode, steps)
-            tail = max(1, steps // 20)
-            results[problem, mode] = (np.asarray(losses), float(np.mean(losses[-tail:])), val)
-    print(f"{'problem':8s} {'mode':12s} {'train loss':>11s} {'val loss':>9s} {'train vs f32':>13s} {'val vs f32':>11s}")
-    for (problem, mode), (_, train, val) in results.items():
-        t0, v0 = results[problem, "f32"][1:]
-        print(f"{problem:8s} {mode:12s} {train:11.4f} {val:9.4f} {100 * (train / t0 - 1):+12.2f}% "
-              f"{100 * (val / v0 - 1):+10.2f}%")
+            for seed in range(seeds):
+                losses, val = run(mode, steps, seed)
+                tail = max(1, steps // 20)
+                results.setdefault((problem, mode), []).append(
+                    (np.asarray(losses), float(np.mean(losses[-tail:])), val))
+    print("final losses: training = mean batch loss of the last 5% of the steps; mean over seeds "
+          "(min-max in brackets with several seeds)")
+    print(f"{'problem':8s} {'mode':12s} {'seeds':>5s} {'train loss':>24s} {'val loss':>24s} "
+          f"{'train vs f32':>13s} {'val vs f32':>11s}")
+
+    def cell(values):
+        text = f"{np.mean(values):.4f}"
+        return text + (f" [{min(values):.4f}-{max(values):.4f}]" if len(values) > 1 else "")
+
+    for (problem, mode), rows in results.items():
+        train = [r[1] for r in rows]
+        val = [r[2] for r in rows]
+        t0 = np.mean([r[1] for r in results[problem, "f32"]])
+        v0 = np.mean([r[2] for r in results[problem, "f32"]])
+        print(f"{problem:8s} {mode:12s} {len(rows):5d} {cell(train):>24s} {cell(val):>24s} "
+              f"{100 * (np.mean(train) / t0 - 1):+12.2f}% {100 * (np.mean(val) / v0 - 1):+10.2f}%")
     if args.plot:
         import matplotlib
 
@@ -288,12 +307,12 @@ def main(argv=None):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         for ax, problem in zip(axes, ("spiral", "tiny-lm")):
             for mode in MODES:
-                losses = results[problem, mode][0]
+                losses = results[problem, mode][0][0]
                 w = max(1, len(losses) // 100)
                 smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
                 ax.plot(np.arange(len(smooth)) + w, smooth, label=mode, linewidth=1.2)
             ax.set_yscale("log")
-            ax.set_title(f"{problem}: AdamW, batch training loss (moving mean)")
+            ax.set_title(f"{problem}: AdamW, batch training loss (seed 0, moving mean)", fontsize=9)
             ax.set_xlabel("step")
             ax.legend()
         fig.tight_layout()

@@ -148,7 +148,8 @@ class KernelView:
         and the param store written to the float32 param (or master) and its low-precision copy,
         for state kind ``sk``, param kind ``pk`` and stochastic rounding ``sr`` as literals (so
         every branch on them folds away and the loop vectorises). Every body reads a buffer only
-        before storing it, so the loads see the stored state."""
+        before storing it, so the loads see the stored state (tests/test_low_precision.py checks
+        every configuration bitwise against the float32 step with rounded state)."""
         names = list(self.spec.pointers)
         loads = re.compile(r"\b(%s)\[i\]" % "|".join(names)) if names else None
 

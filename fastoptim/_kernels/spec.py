@@ -29,6 +29,10 @@ How one entry becomes code (``kernels.pyx.tp``):
   constants in each specialised copy). ``locals`` are declared ``floating``. Rounding is torch
   2.13's CPU single-tensor path op by op: ``_fma`` exactly where torch fuses, every other operation
   separately rounded in the dtype (the build uses ``-ffp-contract=off``).
+* Low precision (docs/low_precision.rst) needs nothing here: ``generate.py`` rewrites the body's
+  buffer reads and stores into widening loads and rounding stores (bfloat16/float16 state, float32
+  math) and its param store into the float32 master plus the float16/bfloat16 param. A body must
+  read each buffer only before storing it (every body does).
 """
 from dataclasses import dataclass, field
 
