@@ -431,3 +431,10 @@ def test_bytes_per_element_follow_the_state_dtype():
     # bfloat16 params + float32 master and state: grad 2, param 2 (written), master 8, state 16
     assert info.bytes_per_element(2, group) == 2 + 2 + 8 + 16
     assert info.bytes_per_element(2, {**group, "state_dtype": "bfloat16"}) == 2 + 2 + 8 + 8
+
+
+@pytest.mark.parametrize("name", ["LBFGS", "Adafactor", "Muon"])
+def test_optimizers_without_a_kernel_refuse_low_precision_params(name):
+    p = fo.Parameter(np.zeros((4, 4), np.float16))
+    with pytest.raises(TypeError, match="float32 and float64 Parameters only"):
+        getattr(fo, name)([p])

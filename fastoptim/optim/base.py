@@ -679,6 +679,12 @@ class Optimizer:
 
         for index, param in enumerate(param_group["params"]):
             _check_param(param, index, len(self.param_groups))
+            if self._info is None and _low_precision.is_low_precision(param.dtype):
+                raise TypeError(
+                    f"param {index} of param group {len(self.param_groups)} has dtype "
+                    f"{param.dtype.name}; {type(self).__name__} updates float32 and float64 "
+                    "Parameters only (float16/bfloat16 ones, through a float32 master copy, are "
+                    "for the elementwise optimizers: SGD, Adam, ...)")
 
         for name, default in self.defaults.items():
             if default is required and name not in param_group:
