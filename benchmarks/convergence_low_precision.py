@@ -264,10 +264,10 @@ def _gradcheck():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--spiral-steps", type=int, default=6_000)
+    parser.add_argument("--spiral-steps", type=int, default=10_000)
     parser.add_argument("--lm-steps", type=int, default=2_000)
-    parser.add_argument("--spiral-seeds", type=int, default=3)
-    parser.add_argument("--lm-seeds", type=int, default=1)
+    parser.add_argument("--spiral-seeds", type=int, default=5)
+    parser.add_argument("--lm-seeds", type=int, default=2)
     parser.add_argument("--plot", default=os.path.join(OUT, "convergence.png"))
     args = parser.parse_args(argv)
     fo.set_num_threads(1)

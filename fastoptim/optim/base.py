@@ -379,6 +379,7 @@ class Optimizer:
         _track_lock(self)
         self._checked_params = []
         self._checked_state = {}
+        self._low_precision_params = False  # whether a float16/bfloat16 param was ever added
 
         if isinstance(params, np.ndarray):
             raise TypeError(
@@ -679,12 +680,14 @@ class Optimizer:
 
         for index, param in enumerate(param_group["params"]):
             _check_param(param, index, len(self.param_groups))
-            if self._info is None and _low_precision.is_low_precision(param.dtype):
-                raise TypeError(
-                    f"param {index} of param group {len(self.param_groups)} has dtype "
-                    f"{param.dtype.name}; {type(self).__name__} updates float32 and float64 "
-                    "Parameters only (float16/bfloat16 ones, through a float32 master copy, are "
-                    "for the elementwise optimizers: SGD, Adam, ...)")
+            if _low_precision.is_low_precision(param.dtype):
+                if self._info is None:
+                    raise TypeError(
+                        f"param {index} of param group {len(self.param_groups)} has dtype "
+                        f"{param.dtype.name}; {type(self).__name__} updates float32 and float64 "
+                        "Parameters only (float16/bfloat16 ones, through a float32 master copy, "
+                        "are for the elementwise optimizers: SGD, Adam, ...)")
+                self._low_precision_params = True  # the step looks for master copies
 
         for name, default in self.defaults.items():
             if default is required and name not in param_group:
@@ -803,7 +806,8 @@ class Optimizer:
                     group_index, group, params, keys, with_step
                 )
             kwargs = self._kernel_kwargs(group)
-            masters, new_masters = _low_precision.master_params(params, state)
+            masters, new_masters = (_low_precision.master_params(params, state)
+                                    if getattr(self, "_low_precision_params", True) else (None, ()))
             if masters is not None:
                 kwargs["master_params"] = masters
             work.append((group_index, group, params, grads, keys, slots, param_states, steps,
@@ -897,6 +901,8 @@ class Optimizer:
             params = group["params"]
             for index, p in enumerate(params):
                 _check_param(p, index, group_index)
+                if _low_precision.is_low_precision(p.dtype):
+                    self._low_precision_params = True
             _check_no_duplicates(params, group_index)
             if not seen.isdisjoint(params):
                 raise ValueError("some parameters appear in more than one parameter group")
