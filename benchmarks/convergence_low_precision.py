@@ -12,8 +12,8 @@ AdamW (the demo's settings: warm-up and cosine schedule, weight decay on the wei
   tokens, two pre-LayerNorm residual MLP blocks (width 64, hidden 256, GELU), a final LayerNorm
   and a linear head.
 
-Modes: ``f32`` (float32 params and state), ``bf16-state`` (float32 params, bfloat16 state),
-``bf16-params`` (bfloat16 params with the float32 master copy in the optimizer state, float32
+Modes: ``f32`` (float32 params and state), ``bf16-state`` (float32 params, bfloat16 state,
+rounded to nearest), ``bf16-state-sr`` (the same with stochastic rounding), ``bf16-params`` (bfloat16 params with the float32 master copy in the optimizer state, float32
 state; the forward and backward passes compute in float32 from the bfloat16 weights and the
 gradients are rounded to bfloat16, as a bfloat16 model's would be). Reported: the final training
 loss (mean of the last 5% of the steps' batch losses) and the final validation loss, averaged over
@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import fastoptim as fo  # noqa: E402
 from fastoptim.tools import demo  # noqa: E402
 
-MODES = ("f32", "bf16-state", "bf16-params")
+MODES = ("f32", "bf16-state", "bf16-state-sr", "bf16-params")
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(os.path.dirname(HERE), "docs", "_static", "low_precision")
 
@@ -54,7 +54,8 @@ def _f32(p):
 
 
 def _optimizer(mode, weights, others, lr, weight_decay, steps):
-    kwargs = {"state_dtype": "bfloat16"} if mode == "bf16-state" else {}
+    kwargs = {"bf16-state": {"state_dtype": "bfloat16"},
+              "bf16-state-sr": {"state_dtype": "bfloat16", "stochastic_rounding": True}}.get(mode, {})
     opt = fo.AdamW([{"params": weights, "weight_decay": weight_decay},
                     {"params": others, "weight_decay": 0.0}], lr=lr, **kwargs)
     return opt, demo.make_scheduler(opt, steps)
@@ -284,7 +285,7 @@ def main(argv=None):
                     (np.asarray(losses), float(np.mean(losses[-tail:])), val))
     print("final losses: training = mean batch loss of the last 5% of the steps; mean over seeds "
           "(min-max in brackets with several seeds)")
-    print(f"{'problem':8s} {'mode':12s} {'seeds':>5s} {'train loss':>24s} {'val loss':>24s} "
+    print(f"{'problem':8s} {'mode':13s} {'seeds':>5s} {'train loss':>24s} {'val loss':>24s} "
           f"{'train vs f32':>13s} {'val vs f32':>11s}")
 
     def cell(values):
@@ -296,7 +297,7 @@ def main(argv=None):
         val = [r[2] for r in rows]
         t0 = np.mean([r[1] for r in results[problem, "f32"]])
         v0 = np.mean([r[2] for r in results[problem, "f32"]])
-        print(f"{problem:8s} {mode:12s} {len(rows):5d} {cell(train):>24s} {cell(val):>24s} "
+        print(f"{problem:8s} {mode:13s} {len(rows):5d} {cell(train):>24s} {cell(val):>24s} "
               f"{100 * (np.mean(train) / t0 - 1):+12.2f}% {100 * (np.mean(val) / v0 - 1):+10.2f}%")
     if args.plot:
         import matplotlib
