@@ -65,17 +65,23 @@ class KernelSpec:
     steps: bool = False                # takes ``state_steps`` (counts before the step; incremented in place)
     lazy: tuple = ()                   # buffers whose ``None`` entries get a new array filled by this step
     extra_lists: tuple = ()            # further list arguments (before state_steps), read by per_array
-    scalar_keys: tuple = ()            # torch's state key of each extra list (0-d scalar state)
+    scalar_keys: tuple = ()            # torch's state keys of the extra lists (0-d scalar state; list
+                                       # "<key>s"), in the order torch creates them
     max_buffers: int = field(default=4, repr=False)
 
     def __post_init__(self):
         n = len(self.buffers)
-        if len(self.scalar_keys) != len(self.extra_lists):
-            raise ValueError(f"{self.name}: one scalar_keys entry per extra list")
+        if sorted(self.extra_keys) != sorted(self.scalar_keys):
+            raise ValueError(f"{self.name}: one scalar_keys entry per extra list (list '<key>s')")
         if not (len(self.lists) == len(self.pointers) == n) or n > self.max_buffers:
             raise ValueError(f"{self.name}: buffers, lists and pointers must match (at most {self.max_buffers})")
         if len([name for name, _ in self.per_array if not name.startswith("_")]) > 4:
             raise ValueError(f"{self.name}: at most 4 stored per-array scalars (Segment.s)")
+
+    @property
+    def extra_keys(self):
+        """The state key of each extra list, in the kernel's argument order."""
+        return tuple(name[:-1] for name in self.extra_lists)
 
 
 SGD = KernelSpec(
@@ -508,7 +514,7 @@ ASGD = KernelSpec(
     lists=("axs",),
     pointers=("ax",),
     extra_lists=("mus", "etas"),
-    scalar_keys=("mu", "eta"),
+    scalar_keys=("eta", "mu"),
     steps=True,
     arguments="double lambd, double lr, double t0, double alpha, double weight_decay, bint maximize=False",
     consts=(_SIGN, ("wd", "weight_decay")),

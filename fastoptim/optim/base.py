@@ -33,8 +33,10 @@ from fastoptim.optim._validation import (
     _check_group_arrays,
     _check_no_duplicates,
     _check_no_shared_memory,
+    _check_pairs,
     _check_param,
     _check_state_not_shared,
+    _check_unsupported_flags,
     _describe,
     _diagnose_failed_call,
     _load_array,
@@ -365,6 +367,8 @@ class Optimizer:
     _info = None  # the registry entry of an elementwise optimizer (see "Subclasses")
 
     def __init__(self, params, defaults):
+        if self._info is not None:  # as torch, the hyperparameters before the params
+            self._check_hyperparameters(defaults)
         self.defaults = defaults
         self._optimizer_step_pre_hooks = OrderedDict()
         self._optimizer_step_post_hooks = OrderedDict()
@@ -516,10 +520,21 @@ class Optimizer:
         return handle
 
     # ------------------------------------------------------------------ per-class policy
-    # ``_check_group`` is the subclass's; the others follow from ``_info`` (the registry entry).
+    # ``_check_hyperparameters`` is the subclass's; the others follow from ``_info`` (the registry entry).
 
     def _check_group(self, group):
-        """Validate the hyperparameters of a complete group (same rules as the constructor)."""
+        """Validate the hyperparameters of a complete group (same rules as the constructor): the
+        entry's tuple-valued ones are pairs, the class's torch checks, then the flags."""
+        info = self._info
+        if info is not None:
+            _check_pairs(group, info)
+            self._check_hyperparameters(group)
+            _check_unsupported_flags(group)
+            _check_bool_options(group, info.flags)
+
+    def _check_hyperparameters(self, group):
+        """torch's checks of the hyperparameters in ``group`` (a group or the constructor's
+        defaults), in torch's order and with its messages: the subclass's."""
 
     def _fill_group_defaults(self, group):
         """Fill keys that older state dicts may lack (torch's ``__setstate__`` defaults), and

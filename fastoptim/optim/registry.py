@@ -131,11 +131,12 @@ class OptimizerInfo:
         The demo's settings (:mod:`fastoptim.tools.demo`): ``lr``, ``weight_decay`` (of the weight
         matrices), optional ``kwargs`` (further hyperparameters) and ``default`` (the demo's
         default optimizer); None: the demo does not offer it.
-    scalar_arrays : tuple of str
-        Per-parameter state that torch keeps as a 0-d tensor (NAdam's ``mu_product``, ASGD's
-        ``eta`` and ``mu``), in torch's state order: 0-d arrays the kernel updates in place (its
-        ``scalar_keys``, passed as lists after the buffer lists); the class's ``_new_buffer``
-        gives their initial values.
+    peers : tuple of str
+        The benchmark peers (:mod:`fastoptim.tools.peers`) with an update rule of their own for
+        it: ``"numpy"`` (the class's module defines ``_numpy_rule(peer, group)``, torch's step in
+        NumPy ufuncs) and ``"optax"`` (``_optax_rule(optax, group)``, the optax transformation;
+        it raises NotImplementedError for a configuration optax does not have). The generic peers
+        (fastoptim, torch) need nothing here.
     """
 
     name: str
@@ -156,7 +157,7 @@ class OptimizerInfo:
     in_torch: bool = True
     bench_configs: tuple = ()
     demo: dict = None
-    scalar_arrays: tuple = ()
+    peers: tuple = ()
 
     @property
     def torch_name(self):
@@ -185,6 +186,13 @@ class OptimizerInfo:
         return KERNELS[self.kernel].optional
 
     @property
+    def scalar_arrays(self):
+        """Per-parameter state that torch keeps as a 0-d tensor (NAdam's ``mu_product``, ASGD's
+        ``eta`` and ``mu``), in torch's state order: the kernel's ``scalar_keys``, 0-d arrays it
+        updates in place; the class's ``_new_buffer`` gives their initial values."""
+        return KERNELS[self.kernel].scalar_keys
+
+    @property
     def state_keys(self):
         """Every per-parameter state key, in the order a new state dict has them."""
         return self.scalar_state + self.scalar_arrays + (self.state_order or self.buffers)
@@ -210,7 +218,7 @@ class OptimizerInfo:
         optional = KERNELS[self.kernel].optional
         active = self.scalar_arrays + tuple(
             b for b in self.state_order or self.buffers if b not in optional or group[optional[b]])
-        kernel_lists = self.buffers + KERNELS[self.kernel].scalar_keys
+        kernel_lists = self.buffers + KERNELS[self.kernel].extra_keys
         slots = tuple(active.index(b) if b in active else -1 for b in kernel_lists)
         self._layouts[switch] = (active, slots)
         return active, slots
@@ -227,6 +235,12 @@ class OptimizerInfo:
     def scalar_access(self):
         """``(kernel argument, group key, index or None)`` for each of :attr:`scalars`."""
         return tuple((s, s, None) if isinstance(s, str) else s for s in self.scalars)
+
+    def peer_rule(self, peer):
+        """The update rule of benchmark peer ``peer`` (see :attr:`peers`), or None."""
+        if peer not in self.peers:
+            return None
+        return getattr(importlib.import_module(self.module), f"_{peer}_rule")
 
     @cached_property
     def kernel_function(self):
@@ -319,6 +333,7 @@ OPTIMIZERS = {info.name: info for info in [
         configs=_sgd_configs("SGD"),
         default_config=4,  # momentum
         bench_configs=(("sgd", {"momentum": 0.9}),),
+        peers=("numpy", "optax"),
         demo={"lr": 0.1, "weight_decay": 1e-4, "kwargs": {"momentum": 0.9, "nesterov": True}},
         kernel_configs=(
             dict(lr=1e-3, weight_decay=0.0, momentum=0.0, dampening=0.0, nesterov=False,
@@ -345,6 +360,7 @@ OPTIMIZERS = {info.name: info for info in [
         ]),
         default_config=4,  # amsgrad
         bench_configs=(("adam", {}), ("amsgrad", {"amsgrad": True})),
+        peers=("numpy", "optax"),
         demo={"lr": 1e-2, "weight_decay": 1e-5},
         kernel_configs=(
             dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False,
@@ -366,6 +382,7 @@ OPTIMIZERS = {info.name: info for info in [
         configs=_adam_configs("AdamW"),
         default_config=4,  # amsgrad
         bench_configs=(("adamw", {"weight_decay": 1e-2}),),
+        peers=("numpy", "optax"),
         demo={"lr": 1e-2, "weight_decay": 1e-2, "default": True},
     ),
     # -- cls1: RMSprop, Adagrad, Adadelta, Adamax, Lion --
@@ -481,7 +498,6 @@ OPTIMIZERS = {info.name: info for info in [
         name="NAdam", module="fastoptim.optim.nadam", kernel="nadam", functional_name="nadam",
         family="NAdam", scalars=_ADAM_SCALARS + ("momentum_decay",),
         flags=("decoupled_weight_decay", "maximize"), scalar_state=("step",),
-        scalar_arrays=("mu_product",),
         # torch 2.13's NAdam.__setstate__ defaults
         group_defaults={"maximize": False, "foreach": None, "capturable": False,
                         "differentiable": False, "decoupled_weight_decay": False},
@@ -529,7 +545,7 @@ OPTIMIZERS = {info.name: info for info in [
     OptimizerInfo(
         name="ASGD", module="fastoptim.optim.asgd", kernel="asgd", functional_name="asgd",
         family="ASGD", scalars=("lambd", "lr", "t0", "alpha", "weight_decay"),
-        flags=("maximize",), scalar_state=("step",), scalar_arrays=("eta", "mu"),
+        flags=("maximize",), scalar_state=("step",),
         # torch 2.13's ASGD.__setstate__ defaults
         group_defaults={"foreach": None, "maximize": False, "differentiable": False,
                         "capturable": False},
