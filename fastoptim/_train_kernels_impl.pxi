@@ -29,6 +29,7 @@ cimport numpy as cnp
 import numpy as np
 
 from fastoptim._openmp cimport omp_get_max_threads
+from fastoptim._kernels._plan cimport share_bound as _bound   # shares start on a cache line
 
 cnp.import_array()
 
@@ -84,25 +85,7 @@ def norm_kind(double p):
 # one array's norm, torch's order
 # --------------------------------------------------------------------------------------------------
 
-cdef inline floating _fma(floating a, floating b, floating c) noexcept nogil:
-    if floating is float:
-        return fmaf(a, b, c)
-    else:
-        return fma(a, b, c)
-
-
-cdef inline floating _abs(floating x) noexcept nogil:
-    if floating is float:
-        return fabsf(x)
-    else:
-        return fabs(x)
-
-
-cdef inline floating _pow(floating x, floating y) noexcept nogil:
-    if floating is float:
-        return powf(x, y)
-    else:
-        return pow(x, y)
+include "_kernels/_fmath.pxi"   # _fma, _sqrt, _abs, _pow
 
 
 cdef extern from *:
@@ -309,14 +292,6 @@ cdef void _elementwise(floating* x, const floating* y, Py_ssize_t n, int op, flo
     else:
         for i in range(n):
             x[i] = _fma(b, y[i] - x[i], y[i])         # end - (end - self) * (1 - w)
-
-
-cdef inline Py_ssize_t _bound(Py_ssize_t total, int t, int nthreads) noexcept nogil:
-    cdef Py_ssize_t q
-    if t >= nthreads:
-        return total
-    q = <Py_ssize_t>((<double>total * t) / nthreads)
-    return q - q % 16
 
 
 cdef void _share(const Seg* segs, Py_ssize_t nseg, Py_ssize_t lo, Py_ssize_t hi, int op,

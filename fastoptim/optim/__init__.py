@@ -18,39 +18,22 @@ from fastoptim.optim.base import (
 )
 from fastoptim.optim.sgd import SGD
 from fastoptim.optim.adam import Adam, AdamW
-from fastoptim.optim.adafactor import Adafactor
-from fastoptim.optim.lbfgs import LBFGS
-from fastoptim.optim.muon import Muon
-# -- cls1 --
 from fastoptim.optim.rmsprop import RMSprop
 from fastoptim.optim.adagrad import Adagrad
 from fastoptim.optim.adadelta import Adadelta
 from fastoptim.optim.adamax import Adamax
 from fastoptim.optim.lion import Lion
+from fastoptim.optim.nadam import NAdam
+from fastoptim.optim.radam import RAdam
+from fastoptim.optim.asgd import ASGD
+from fastoptim.optim.rprop import Rprop
+from fastoptim.optim.adafactor import Adafactor
+from fastoptim.optim.lbfgs import LBFGS
+from fastoptim.optim.muon import Muon
 
-__all__ = [
-    "Optimizer",
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adafactor",
-    "LBFGS",
-    "Muon",
-    # -- cls1 --
-    "RMSprop",
-    "Adagrad",
-    "Adadelta",
-    "Adamax",
-    "Lion",
-    "register_optimizer_step_pre_hook",
-    "register_optimizer_step_post_hook",
-    "required",
-]
+# Every optimizer class, in the order of the API reference (fastoptim's top level exports them).
+_OPTIMIZER_CLASSES = ["SGD", "Adam", "AdamW", "Adafactor", "LBFGS", "Muon", "RMSprop", "Adagrad",
+                     "Adadelta", "Adamax", "Lion", "NAdam", "RAdam", "ASGD", "Rprop"]
 
-# -- cls2 --
-from fastoptim.optim.nadam import NAdam  # noqa: E402
-from fastoptim.optim.radam import RAdam  # noqa: E402
-from fastoptim.optim.asgd import ASGD  # noqa: E402
-from fastoptim.optim.rprop import Rprop  # noqa: E402
-
-__all__ += ["NAdam", "RAdam", "ASGD", "Rprop"]
+__all__ = ["Optimizer", *_OPTIMIZER_CLASSES, "register_optimizer_step_pre_hook",
+           "register_optimizer_step_post_hook", "required"]

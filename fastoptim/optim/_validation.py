@@ -200,6 +200,11 @@ def _check_grad(param, grad, group_index, group):
         )
 
 
+def _with_grad(params):
+    """The parameters that have a gradient, in order (a step skips the others, as torch's)."""
+    return [p for p in params if p.grad is not None]
+
+
 def _check_group_arrays(group_index, group, params, grads):
     """Check a group's parameters (they may have been changed in place since they were added)
     and gradients (whose shape or dtype may have been changed in place since assignment)."""
