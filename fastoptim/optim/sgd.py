@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _step
+from fastoptim.optim._functional import _as_list, _flag, _scalar
 from fastoptim.optim._validation import _is_array_scalar
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -57,9 +57,13 @@ def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, damp
     >>> bufs[0]
     array([0.5, 0.5, 0.5], dtype=float32)
     """
-    _step(_kernels.sgd, dict(params=params, grads=grads, momentum_buffer_list=momentum_buffer_list),
-          dict(lr=lr, weight_decay=weight_decay, momentum=momentum, dampening=dampening),
-          dict(nesterov=nesterov, maximize=maximize))
+    params = _as_list("params", params)
+    grads = _as_list("grads", grads)
+    momentum_buffer_list = _as_list("momentum_buffer_list", momentum_buffer_list)
+    _kernels.sgd(params, grads, momentum_buffer_list,
+                 lr=_scalar("lr", lr), weight_decay=_scalar("weight_decay", weight_decay),
+                 momentum=_scalar("momentum", momentum), dampening=_scalar("dampening", dampening),
+                 nesterov=_flag("nesterov", nesterov), maximize=_flag("maximize", maximize))
 
 
 class SGD(Optimizer):
