@@ -96,26 +96,20 @@ cdef extern from *:
        (the same IEEE operations as the scalar lanes; no contraction: -ffp-contract=off). */
     typedef float fastoptim_v8sf __attribute__((vector_size(32), aligned(4)));
     typedef double fastoptim_v4df __attribute__((vector_size(32), aligned(8)));
-    static float fastoptim_sumsq_lanes_f(const float *x, Py_ssize_t m) {
-        fastoptim_v8sf acc = {0, 0, 0, 0, 0, 0, 0, 0}, v;
-        for (Py_ssize_t d = 0; d < m; d += 8) {
-            __builtin_memcpy(&v, x + d, sizeof v);
-            acc = acc + v * v;
-        }
-        float b = acc[0];
-        for (int j = 1; j < 8; j++) b = b + acc[j];
-        return b;
+    /* NAME(x, m) for the scalar type T, its vector type VT of LANES lanes (acc starts at zero) */
+    #define FASTOPTIM_SUMSQ_LANES(NAME, T, VT, LANES)                    \\
+    static T NAME(const T *x, Py_ssize_t m) {                           \\
+        VT acc = {0}, v;                                                \\
+        for (Py_ssize_t d = 0; d < m; d += LANES) {                     \\
+            __builtin_memcpy(&v, x + d, sizeof v);                      \\
+            acc = acc + v * v;                                          \\
+        }                                                               \\
+        T b = acc[0];                                                   \\
+        for (int j = 1; j < LANES; j++) b = b + acc[j];                 \\
+        return b;                                                       \\
     }
-    static double fastoptim_sumsq_lanes_d(const double *x, Py_ssize_t m) {
-        fastoptim_v4df acc = {0, 0, 0, 0}, v;
-        for (Py_ssize_t d = 0; d < m; d += 4) {
-            __builtin_memcpy(&v, x + d, sizeof v);
-            acc = acc + v * v;
-        }
-        double b = acc[0];
-        for (int j = 1; j < 4; j++) b = b + acc[j];
-        return b;
-    }
+    FASTOPTIM_SUMSQ_LANES(fastoptim_sumsq_lanes_f, float, fastoptim_v8sf, 8)
+    FASTOPTIM_SUMSQ_LANES(fastoptim_sumsq_lanes_d, double, fastoptim_v4df, 4)
     """
     float fastoptim_sumsq_lanes_f(const float* x, Py_ssize_t m) noexcept nogil
     double fastoptim_sumsq_lanes_d(const double* x, Py_ssize_t m) noexcept nogil

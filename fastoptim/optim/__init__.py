@@ -4,7 +4,9 @@
   the step template every elementwise optimizer uses);
 * :mod:`fastoptim.optim.registry`: the optimizer table, one entry per optimizer;
 * ``_validation``: the class layer's checks and conversions, each in one place;
-* one module per optimizer (``sgd``, ``adam``, ...): its signature, docstring and torch's checks;
+* ``_functional``: what the functional forms share;
+* one module per optimizer (``sgd``, ``adam``, ...): its functional form, then its class
+  (signature, docstring and torch's checks);
   the reductions (``adafactor``, ``lbfgs``, ``muon``) implement their own ``step``.
 
 Import the classes from the top level (``fastoptim.SGD``); ``fastoptim.optimizer`` is the public

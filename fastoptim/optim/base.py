@@ -357,10 +357,10 @@ class Optimizer:
     step that another thread of the parent had in progress cannot block the child.
 
     Subclasses: an elementwise optimizer sets ``_info`` to its entry of
-    :data:`fastoptim.optim.registry.OPTIMIZERS` and implements ``__init__`` (torch's signature
-    and checks) and ``_check_group``; the step (gather the state, create missing state once
-    every group is checked, one kernel call per group, store the state), the loading of saved
-    state and the group defaults follow from the entry. A class without ``_info`` implements
+    :data:`fastoptim.optim.registry.OPTIMIZERS` and implements ``__init__`` (torch's signature)
+    and ``_check_hyperparameters`` (torch's checks); the step (gather the state, create missing
+    state once every group is checked, one kernel call per group, store the state), the group
+    checks, the loading of saved state and the group defaults follow from the entry. A class without ``_info`` implements
     ``step`` itself (and, if it keeps state, ``_load_param_state``).
     """
 
