@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from fastoptim.parameter import Parameter, _describe
+from fastoptim.parameter import Parameter, _describe, _grad_mismatch
 
 __all__ = []  # private helpers of fastoptim.optim
 
@@ -181,18 +181,19 @@ def _check_no_duplicates(params, group_index):
 def _check_grad(param, grad, group_index, group):
     index = next(i for i, p in enumerate(group["params"]) if p is param)
     where = _where(index, group_index)
-    if not isinstance(grad, np.ndarray):
+    problem = _grad_mismatch(grad, param.dtype, param.shape)
+    if problem == "type":
         raise TypeError(
             f"the grad of {where} is a {_describe(grad)}, not a numpy.ndarray; assign an "
             "array to p.grad. Nothing was updated."
         )
-    if grad.dtype != param.dtype:
+    if problem == "dtype":
         raise TypeError(
             f"the grad of {where} has dtype {grad.dtype}, but the parameter has dtype "
             f"{param.dtype} (was the dtype changed in place?); assign "
             f"p.grad = g.astype(np.{param.dtype.name}). Nothing was updated."
         )
-    if grad.shape != param.shape:
+    if problem == "shape":
         raise ValueError(
             f"the grad of {where} has shape {grad.shape}, but the parameter has shape "
             f"{param.shape} (was a shape changed in place?); a gradient must have exactly the "
