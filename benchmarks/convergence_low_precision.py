@@ -3,8 +3,9 @@
 
     PYTHONPATH=$PWD nice -n 19 python benchmarks/convergence_low_precision.py
 
-Two problems, each trained three times from the same initialisation and the same batches, with
-AdamW (the demo's settings: warm-up and cosine schedule, weight decay on the weight matrices):
+Two problems, each trained in every mode from the same initialisations and batches, with the demo's
+default optimizer (AdamW) and the demo's settings (warm-up and cosine schedule, weight decay on the
+weight matrices):
 
 * ``spiral``: the demo's problem (``fastoptim.tools.demo``: five-armed spiral, MLP 2-32-32-5).
 * ``tiny-lm``: a small transformer-like MLP in NumPy with its own backprop: next-token prediction
@@ -30,6 +31,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 import fastoptim as fo  # noqa: E402
+from fastoptim.optim.registry import OPTIMIZERS  # noqa: E402
 from fastoptim.tools import demo  # noqa: E402
 
 MODES = ("f32", "bf16-state", "bf16-state-sr", "bf16-params")
@@ -53,11 +55,15 @@ def _f32(p):
     return np.asarray(p, dtype=np.float32)
 
 
+# the demo's default optimizer (a registry entry), with the demo's settings
+INFO = {info.name.lower(): info for info in OPTIMIZERS.values()}[demo.DEFAULT_OPTIMIZER]
+
+
 def _optimizer(mode, weights, others, lr, weight_decay, steps):
     kwargs = {"bf16-state": {"state_dtype": "bfloat16"},
               "bf16-state-sr": {"state_dtype": "bfloat16", "stochastic_rounding": True}}.get(mode, {})
-    opt = fo.AdamW([{"params": weights, "weight_decay": weight_decay},
-                    {"params": others, "weight_decay": 0.0}], lr=lr, **kwargs)
+    opt = INFO.cls([{"params": weights, "weight_decay": weight_decay},
+                    {"params": others, "weight_decay": 0.0}], lr=lr, **INFO.demo.get("kwargs", {}), **kwargs)
     return opt, demo.make_scheduler(opt, steps)
 
 
@@ -76,7 +82,7 @@ def spiral_run(mode, steps, seed=0):
     layers = [(w, b) for w, b in ref.layers]
     ws = _params_for(mode, [w for w, _ in layers])
     bs = _params_for(mode, [b for _, b in layers])
-    lr, wd = demo.DEFAULT_HPARAMS["adamw"] if "adamw" in demo.DEFAULT_HPARAMS else (1e-2, 1e-2)
+    lr, wd = INFO.demo["lr"], INFO.demo["weight_decay"]
     opt, sched = _optimizer(mode, ws, bs, lr, wd, steps)
     sampler = demo.BatchSampler(len(train_x), 128, np.random.default_rng(shuffle_seed))
 
@@ -313,7 +319,7 @@ def main(argv=None):
                 smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
                 ax.plot(np.arange(len(smooth)) + w, smooth, label=mode, linewidth=1.2)
             ax.set_yscale("log")
-            ax.set_title(f"{problem}: AdamW, batch training loss (seed 0, moving mean)", fontsize=9)
+            ax.set_title(f"{problem}: {INFO.name}, batch training loss (seed 0, moving mean)", fontsize=9)
             ax.set_xlabel("step")
             ax.legend()
         fig.tight_layout()
