@@ -220,7 +220,10 @@ ADAM = KernelSpec(
     body=_ADAM_MOMENTS + """\
 if amsgrad:
     vm = vmax[i]
-    vm = vm if (vm > vi or vm != vm) else vi      # torch.maximum: NaN-propagating
+    # torch.maximum(max_exp_avg_sq, exp_avg_sq): NaN-propagating, as two selects (they vectorise;
+    # the short-circuit ``or`` did not)
+    s = vm if vm > vi else vi
+    vm = vm if vm != vm else s
     vmax[i] = vm
     s = _sqrt(vm)
 else:
@@ -465,15 +468,19 @@ NADAM = KernelSpec(
     # same at step + 1; mu_product *= mu (a 0-d tensor: rounded to its dtype, float32 by default);
     # the two addcdiv values -lr * (1 - mu) / (1 - mu_product) and
     # (-lr * mu_next) / (1 - mu_product * mu_next); bias_correction2 = 1 - beta2 ** step.
+    # mu_product differs per array (not cached); the three pow() of the step only are recomputed
+    # only when the step differs from the previous array's (``_last``: that step; steps are >= 1)
     per_array=(
-        ("_mu", "beta1 * (1.0 - 0.5 * pow(0.96, <double>step * momentum_decay))"),
-        ("_mu_next", "beta1 * (1.0 - 0.5 * pow(0.96, (<double>step + 1.0) * momentum_decay))"),
+        ("_mu", "_mu if <double>step == _last else beta1 * (1.0 - 0.5 * pow(0.96, <double>step * momentum_decay))"),
+        ("_mu_next", "_mu_next if <double>step == _last else "
+                     "beta1 * (1.0 - 0.5 * pow(0.96, (<double>step + 1.0) * momentum_decay))"),
         ("_mu_product", "scalar_state(mu_products, i, 'mu_products')"),   # checks the array first
         # a product of two float32 values is exact in double: rounding it once is float32's product
         ("mu_product", "round_to(mu_products[i], _mu_product * round_to(mu_products[i], _mu))"),
-        ("bc2", "1.0 - pow(beta2, <double>step)"),
+        ("bc2", "bc2 if <double>step == _last else 1.0 - pow(beta2, <double>step)"),
         ("neg_a", "-lr * (1.0 - _mu) / (1.0 - mu_product)"),
         ("neg_b", "(-lr * _mu_next) / (1.0 - mu_product * _mu_next)"),
+        ("_last", "<double>step"),
     ),
     per_array_cache=False,
     finish="set_scalar_state(mu_products[i], mu_product)\n",
