@@ -1,8 +1,9 @@
 """Training utilities against torch, side by side in one process: gradient clipping, the EMA
-update and Adafactor.
+update and Adafactor; and the fused training step (clip + Adam + EMA in one pass).
 
     python benchmarks/bench_train.py                 # mix and 1000x1k, float32, default threads
     python benchmarks/bench_train.py --repeats 5 --threads 1
+    python benchmarks/bench_train.py --only fused --fused-workloads 100M mix --threads 2
 
 Each row times fastoptim and torch alternately on the same shapes (median of ``--repeats`` rounds
 of ``--number`` calls each) and prints the ratio torch / fastoptim (> 1: fastoptim is faster).
@@ -81,6 +82,70 @@ def bench_adafactor(torch, shapes, repeats, number):
     return _side_by_side(ours.step, theirs.step, repeats, number)
 
 
+def _fused_trio(torch, shapes, max_norm=1.0, decay=0.999, lr=1e-4):
+    """(fused, separate, torch) callables of one training step's clip + Adam + EMA on copies of
+    the same params and gradients, and the fastoptim params/EMAs for the bitwise check."""
+    fps_a, tps = _params(torch, shapes)
+    fps_b = [fo.Parameter(p.copy()) for p in fps_a]
+    for p, q in zip(fps_b, fps_a):
+        p.grad = q.grad.copy()
+    ema_fn = fo.swa_utils.get_ema_multi_avg_fn
+    # separate: clip in memory, step, EMA (three passes after the norm)
+    opt_a = fo.Adam(fps_a, lr=lr)
+    ema_a = fo.swa_utils.AveragedModel(fps_a, multi_avg_fn=ema_fn(decay))
+    # fused: the norm, then one pass (grads not modified)
+    opt_b = fo.Adam(fps_b, lr=lr)
+    ema_b = fo.swa_utils.AveragedModel(fps_b, multi_avg_fn=ema_fn(decay), fused_with=opt_b)
+    model = torch.nn.ParameterList(tps)
+    topt = torch.optim.Adam(tps, lr=lr, fused=True)
+    tema = torch.optim.swa_utils.AveragedModel(
+        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay))
+
+    def separate():
+        fo.clip_grad_norm_(fps_a, max_norm)
+        opt_a.step()
+        ema_a.update_parameters(fps_a)
+
+    def fused():
+        fo.clip_grad_norm_(fps_b, max_norm, fused_with=opt_b)
+        opt_b.step()
+
+    def theirs():
+        torch.nn.utils.clip_grad_norm_(tps, max_norm, foreach=True)
+        topt.step()
+        tema.update_parameters(model)
+
+    return fused, separate, theirs, (fps_a, ema_a, fps_b, ema_b)
+
+
+def bench_fused(torch, shapes, repeats, number):
+    """Times (fused, separate, torch, bound of the fused step) and whether fused == separate bit
+    for bit after the timed steps (they took the same steps from the same start).
+
+    The bound: the bandwidth kernel moving 5 arrays (read 5, write 4: the fused pass's 36 bytes
+    per float32 element) over the same shapes, scaled by 40/36 for the read-only norm pass."""
+    from fastoptim._stream import StreamPlan
+
+    fused, separate, theirs, (fps_a, ema_a, fps_b, ema_b) = _fused_trio(torch, shapes)
+    rng = np.random.default_rng(1)
+    plan = StreamPlan([tuple(rng.random(s, dtype=np.float32) + 1 for _ in range(5)) for s in shapes])
+    threads = fo.get_num_threads()
+    for f in (fused, separate, theirs):
+        f()                                   # warm up (and the EMAs' first, copying update)
+    plan.run(threads)
+    a, b, c, d = [], [], [], []
+    for _ in range(repeats):
+        a.append(_time(fused, number))
+        b.append(_time(separate, number))
+        c.append(_time(theirs, number))
+        d.append(_time(lambda: plan.run(threads), number))
+    same = (all(np.array_equal(x, y) for x, y in zip(fps_a, fps_b))
+            and all(np.array_equal(x, y) for x, y in zip(ema_a.averaged, ema_b.averaged)))
+    del plan
+    return (statistics.median(a), statistics.median(b), statistics.median(c),
+            statistics.median(d) * 40 / 36, same)
+
+
 ROWS = [
     ("clip_grad_norm_ vs torch foreach", bench_clip, ("mix", "1000x1k")),
     ("EMA update vs torch AveragedModel", bench_ema, ("mix", "1000x1k")),
@@ -94,6 +159,10 @@ def main(argv=None):
     parser.add_argument("--number", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for both fastoptim and torch (default: their defaults)")
+    parser.add_argument("--only", choices=("rows", "fused"), default=None,
+                        help="only the utility rows, or only the fused-step table")
+    parser.add_argument("--fused-workloads", nargs="+", default=["mix"],
+                        help="workloads of the fused clip+Adam+EMA table (100M: ~6 GB)")
     args = parser.parse_args(argv)
     import torch
 
@@ -101,11 +170,25 @@ def main(argv=None):
         fo.set_num_threads(args.threads)
         torch.set_num_threads(args.threads)
     print(f"fastoptim threads {fo.get_num_threads()}, torch threads {torch.get_num_threads()}, float32")
-    print(f"{'row':36s} {'workload':9s} {'fastoptim':>11s} {'torch':>11s} {'ratio':>7s}")
-    for name, fn, workloads in ROWS:
-        for w in workloads:
-            ours, theirs = fn(torch, WORKLOADS[w].get_shapes(), args.repeats, args.number)
-            print(f"{name:36s} {w:9s} {ours * 1e3:9.3f}ms {theirs * 1e3:9.3f}ms {theirs / ours:6.2f}x",
+    if args.only != "fused":
+        print(f"{'row':36s} {'workload':9s} {'fastoptim':>11s} {'torch':>11s} {'ratio':>7s}")
+        for name, fn, workloads in ROWS:
+            for w in workloads:
+                ours, theirs = fn(torch, WORKLOADS[w].get_shapes(), args.repeats, args.number)
+                print(f"{name:36s} {w:9s} {ours * 1e3:9.3f}ms {theirs * 1e3:9.3f}ms {theirs / ours:6.2f}x",
+                      flush=True)
+    if args.only != "rows":
+        print("fused clip+Adam+EMA (clip_grad_norm_(fused_with=opt) + opt.step() with "
+              "AveragedModel(fused_with=opt)) vs the three separate fastoptim calls vs torch "
+              "(clip_grad_norm_(foreach=True) + Adam(fused=True) + AveragedModel EMA); "
+              "bound: 40 B/element at the stream kernel's bandwidth")
+        print(f"{'workload':9s} {'fused':>10s} {'separate':>10s} {'torch':>10s} {'bound':>10s} "
+              f"{'sep/fused':>9s} {'torch/fused':>11s} {'%bound':>7s} bitwise")
+        for w in args.fused_workloads:
+            f, s, t, bound, same = bench_fused(torch, WORKLOADS[w].get_shapes(), args.repeats,
+                                               args.number)
+            print(f"{w:9s} {f * 1e3:8.2f}ms {s * 1e3:8.2f}ms {t * 1e3:8.2f}ms {bound * 1e3:8.2f}ms "
+                  f"{s / f:8.2f}x {t / f:10.2f}x {100 * bound / f:6.0f}% {'yes' if same else 'NO'}",
                   flush=True)
 
 
