@@ -15,6 +15,7 @@ Arrays
     casts); gradients may be read-only or non-contiguous. One call may mix float32 and float64
     parameters. Parameters and state buffers must not share memory with one another.
 """
+import functools
 import numbers
 
 import numpy as np
@@ -66,6 +67,14 @@ def _as_list(name, value):
     raise TypeError(f"{name} must be a list of arrays, got {type(value).__name__}")
 
 
+def _fused(kernel, grad_scale, found_inf):
+    """``kernel`` with torch's fused ``grad_scale``/``found_inf`` bound where they are given (the
+    kernel checks them with everything else, before anything changes)."""
+    if grad_scale is None and found_inf is None:
+        return kernel
+    return functools.partial(kernel, grad_scale=grad_scale, found_inf=found_inf)
+
+
 def _step(kernel, lists, scalars, flags):
     """Check the lists, convert the hyperparameters, and run ``kernel`` (one compiled call).
 
@@ -78,7 +87,7 @@ def _step(kernel, lists, scalars, flags):
 
 
 def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, dampening, nesterov,
-        maximize):
+        maximize, grad_scale=None, found_inf=None):
     r"""One SGD step (with momentum, dampening, Nesterov, weight decay), in place.
 
     With gradient :math:`g_t`, parameter :math:`\theta_{t-1}`, momentum :math:`\mu`, dampening
@@ -109,6 +118,12 @@ def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, damp
         stored into the list.
     weight_decay, momentum, lr, dampening : float
     nesterov, maximize : bool
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -126,14 +141,16 @@ def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, damp
     params = _as_list("params", params)
     grads = _as_list("grads", grads)
     momentum_buffer_list = _as_list("momentum_buffer_list", momentum_buffer_list)
-    _kernels.sgd(params, grads, momentum_buffer_list,
+    _fused(_kernels.sgd, grad_scale, found_inf)(
+                 params, grads, momentum_buffer_list,
                  lr=_scalar("lr", lr), weight_decay=_scalar("weight_decay", weight_decay),
                  momentum=_scalar("momentum", momentum), dampening=_scalar("dampening", dampening),
                  nesterov=_flag("nesterov", nesterov), maximize=_flag("maximize", maximize))
 
 
 def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, amsgrad, beta1,
-         beta2, lr, weight_decay, eps, maximize, decoupled_weight_decay=False):
+         beta2, lr, weight_decay, eps, maximize, decoupled_weight_decay=False,
+         grad_scale=None, found_inf=None):
     r"""One Adam step (L2 or decoupled weight decay, AMSGrad), in place.
 
     With :math:`t` the param's step count after incrementing it:
@@ -173,6 +190,12 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, 
     maximize : bool
     decoupled_weight_decay : bool, default False
         True gives AdamW.
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -191,7 +214,8 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, 
     exp_avg_sqs = _as_list("exp_avg_sqs", exp_avg_sqs)
     max_exp_avg_sqs = _as_list("max_exp_avg_sqs", max_exp_avg_sqs)
     state_steps = _as_list("state_steps", state_steps)
-    _kernels.adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
+    _fused(_kernels.adam, grad_scale, found_inf)(
+                  params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
                   amsgrad=_flag("amsgrad", amsgrad), beta1=_scalar("beta1", beta1),
                   beta2=_scalar("beta2", beta2), lr=_scalar("lr", lr),
                   weight_decay=_scalar("weight_decay", weight_decay), eps=_scalar("eps", eps),
@@ -200,7 +224,7 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, 
 
 
 def adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, amsgrad, beta1,
-          beta2, lr, weight_decay, eps, maximize):
+          beta2, lr, weight_decay, eps, maximize, grad_scale=None, found_inf=None):
     r"""One AdamW step: :func:`~fastoptim.functional.adam` with ``decoupled_weight_decay=True``.
 
     The decay multiplies the parameter by :math:`1 - \gamma\lambda` before the moment updates
@@ -208,7 +232,7 @@ def adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *,
     """
     adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, amsgrad=amsgrad,
          beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps, maximize=maximize,
-         decoupled_weight_decay=True)
+         decoupled_weight_decay=True, grad_scale=grad_scale, found_inf=found_inf)
 
 
 _PARAMS_DOC = """params : list of ndarray
@@ -229,7 +253,7 @@ def _shared_doc(func):
 
 @_shared_doc
 def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_steps, *, lr, alpha,
-            eps, weight_decay, momentum, centered, maximize=False):
+            eps, weight_decay, momentum, centered, maximize=False, grad_scale=None, found_inf=None):
     r"""One RMSprop step (weight decay, centered, momentum), in place; torch's ``rmsprop`` functional.
 
     With gradient :math:`g_t`, smoothing constant :math:`\alpha`, weight decay :math:`\lambda`,
@@ -263,6 +287,12 @@ def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_s
     {steps}
     lr, alpha, eps, weight_decay, momentum : float
     centered, maximize : bool
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -275,7 +305,7 @@ def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_s
     >>> p.round(4), steps
     (array([0.9, 1.1]), [1])
     """
-    _step(_kernels.rmsprop,
+    _step(_fused(_kernels.rmsprop, grad_scale, found_inf),
           dict(params=params, grads=grads, square_avgs=square_avgs, grad_avgs=grad_avgs,
                momentum_buffer_list=momentum_buffer_list, state_steps=state_steps),
           dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum),
@@ -285,7 +315,8 @@ def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_s
 
 
 @_shared_doc
-def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_decay, eps, maximize):
+def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_decay, eps, maximize,
+            grad_scale=None, found_inf=None):
     r"""One Adagrad step (weight decay, learning-rate decay), in place; torch's ``adagrad`` functional.
 
     With :math:`t` the param's step count after incrementing it:
@@ -309,6 +340,12 @@ def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_deca
     {steps}
     lr, weight_decay, lr_decay, eps : float
     maximize : bool
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -320,13 +357,14 @@ def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_deca
     >>> p, s
     (array([0.9, 1.1]), array([4.  , 0.25]))
     """
-    _step(_kernels.adagrad, dict(params=params, grads=grads, state_sums=state_sums, state_steps=state_steps),
+    _step(_fused(_kernels.adagrad, grad_scale, found_inf),
+          dict(params=params, grads=grads, state_sums=state_sums, state_steps=state_steps),
           dict(lr=lr, weight_decay=weight_decay, lr_decay=lr_decay, eps=eps), dict(maximize=maximize))
 
 
 @_shared_doc
 def adadelta(params, grads, square_avgs, acc_deltas, state_steps, *, lr, rho, eps, weight_decay,
-             maximize):
+             maximize, grad_scale=None, found_inf=None):
     r"""One Adadelta step, in place; torch's ``adadelta`` functional.
 
     .. math::
@@ -350,6 +388,12 @@ def adadelta(params, grads, square_avgs, acc_deltas, state_steps, *, lr, rho, ep
     {steps}
     lr, rho, eps, weight_decay : float
     maximize : bool
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -362,7 +406,7 @@ def adadelta(params, grads, square_avgs, acc_deltas, state_steps, *, lr, rho, ep
     >>> p.round(6), v
     (array([0.998]), array([0.25]))
     """
-    _step(_kernels.adadelta,
+    _step(_fused(_kernels.adadelta, grad_scale, found_inf),
           dict(params=params, grads=grads, square_avgs=square_avgs, acc_deltas=acc_deltas,
                state_steps=state_steps),
           dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay), dict(maximize=maximize))
@@ -370,7 +414,7 @@ def adadelta(params, grads, square_avgs, acc_deltas, state_steps, *, lr, rho, ep
 
 @_shared_doc
 def adamax(params, grads, exp_avgs, exp_infs, state_steps, *, eps, beta1, beta2, lr, weight_decay,
-           maximize=False):
+           maximize=False, grad_scale=None, found_inf=None):
     r"""One Adamax step (Adam with the infinity norm), in place; torch's ``adamax`` functional.
 
     With :math:`t` the param's step count after incrementing it:
@@ -394,6 +438,12 @@ def adamax(params, grads, exp_avgs, exp_infs, state_steps, *, eps, beta1, beta2,
     {steps}
     eps, beta1, beta2, lr, weight_decay : float
     maximize : bool, default False
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -406,14 +456,14 @@ def adamax(params, grads, exp_avgs, exp_infs, state_steps, *, eps, beta1, beta2,
     >>> p.round(6), u.round(6)
     (array([-0.1,  0.1]), array([1., 4.]))
     """
-    _step(_kernels.adamax,
+    _step(_fused(_kernels.adamax, grad_scale, found_inf),
           dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_infs=exp_infs, state_steps=state_steps),
           dict(eps=eps, beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay), dict(maximize=maximize))
 
 
 @_shared_doc
 def rprop(params, grads, prevs, step_sizes, state_steps, *, step_size_min, step_size_max, etaminus,
-          etaplus, maximize=False):
+          etaplus, maximize=False, grad_scale=None, found_inf=None):
     r"""One Rprop step (resilient backpropagation), in place; torch's ``rprop`` functional.
 
     Elementwise, with :math:`\eta^+` = ``etaplus``, :math:`\eta^-` = ``etaminus``:
@@ -441,6 +491,12 @@ def rprop(params, grads, prevs, step_sizes, state_steps, *, step_size_min, step_
     {steps}
     step_size_min, step_size_max, etaminus, etaplus : float
     maximize : bool, default False
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -452,13 +508,14 @@ def rprop(params, grads, prevs, step_sizes, state_steps, *, step_size_min, step_
     >>> p, delta, prev
     (array([-0.012,  0.   ]), array([0.012, 0.005]), array([2., 0.]))
     """
-    _step(_kernels.rprop,
+    _step(_fused(_kernels.rprop, grad_scale, found_inf),
           dict(params=params, grads=grads, prevs=prevs, step_sizes=step_sizes, state_steps=state_steps),
           dict(step_size_min=step_size_min, step_size_max=step_size_max, etaminus=etaminus, etaplus=etaplus),
           dict(maximize=maximize))
 
 
-def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=False):
+def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=False,
+         grad_scale=None, found_inf=None):
     r"""One Lion step (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), in place.
 
     .. math::
@@ -484,6 +541,12 @@ def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=Fa
         :math:`m`, one per param (zeros at the start); updated in place.
     lr, beta1, beta2, weight_decay : float
     maximize : bool, default False
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -495,13 +558,13 @@ def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=Fa
     >>> p, m
     (array([-0.1,  0. ,  0.1]), array([ 0.005,  0.   , -0.02 ]))
     """
-    _step(_kernels.lion, dict(params=params, grads=grads, exp_avgs=exp_avgs),
+    _step(_fused(_kernels.lion, grad_scale, found_inf), dict(params=params, grads=grads, exp_avgs=exp_avgs),
           dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay), dict(maximize=maximize))
 
 
 @_shared_doc
 def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_decay=False, maximize=False,
-          *, beta1, beta2, lr, weight_decay, eps):
+          *, beta1, beta2, lr, weight_decay, eps, grad_scale=None, found_inf=None):
     r"""One RAdam step (rectified Adam; L2 or decoupled weight decay), in place; torch's ``radam``.
 
     With :math:`t` the param's step count after incrementing it,
@@ -534,6 +597,12 @@ def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_de
     {steps}
     decoupled_weight_decay, maximize : bool, default False
     beta1, beta2, lr, weight_decay, eps : float
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -545,7 +614,7 @@ def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_de
     >>> p.round(6)
     array([-0.1,  0.2])
     """
-    _step(_kernels.radam,
+    _step(_fused(_kernels.radam, grad_scale, found_inf),
           dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, state_steps=state_steps),
           dict(beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps),
           dict(decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
@@ -553,7 +622,8 @@ def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_de
 
 @_shared_doc
 def nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps, decoupled_weight_decay=False,
-          maximize=False, *, beta1, beta2, lr, weight_decay, momentum_decay, eps):
+          maximize=False, *, beta1, beta2, lr, weight_decay, momentum_decay, eps,
+          grad_scale=None, found_inf=None):
     r"""One NAdam step (Nesterov-accelerated Adam with momentum decay), in place; torch's ``nadam``.
 
     With :math:`t` the param's step count after incrementing it and :math:`\psi` =
@@ -587,6 +657,12 @@ def nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps, decoup
     {steps}
     decoupled_weight_decay, maximize : bool, default False
     beta1, beta2, lr, weight_decay, momentum_decay, eps : float
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -599,7 +675,7 @@ def nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps, decoup
     >>> p.round(6), mu_products[0]
     (array([-0.002113,  0.002113]), array(0.45007348, dtype=float32))
     """
-    _step(_kernels.nadam,
+    _step(_fused(_kernels.nadam, grad_scale, found_inf),
           dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, mu_products=mu_products,
                state_steps=state_steps),
           dict(beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, momentum_decay=momentum_decay, eps=eps),
@@ -607,7 +683,8 @@ def nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps, decoup
 
 
 @_shared_doc
-def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, lr, t0, alpha, weight_decay):
+def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, lr, t0, alpha, weight_decay,
+         grad_scale=None, found_inf=None):
     r"""One ASGD step (averaged SGD), in place; torch's ``asgd`` functional.
 
     With :math:`\eta_{t-1}`, :math:`\mu_{t-1}` each param's ``eta`` and ``mu`` from the previous
@@ -637,6 +714,12 @@ def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, l
     {steps}
     maximize : bool, default False
     lambd, lr, t0, alpha, weight_decay : float
+    grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included).
 
     Examples
     --------
@@ -649,6 +732,6 @@ def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, l
     >>> p, ax, etas[0]
     (array([0.5, 1.5]), array([0.5, 1.5]), array(0.5, dtype=float32))
     """
-    _step(_kernels.asgd,
+    _step(_fused(_kernels.asgd, grad_scale, found_inf),
           dict(params=params, grads=grads, axs=axs, mus=mus, etas=etas, state_steps=state_steps),
           dict(lambd=lambd, lr=lr, t0=t0, alpha=alpha, weight_decay=weight_decay), dict(maximize=maximize))
