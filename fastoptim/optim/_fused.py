@@ -98,14 +98,17 @@ class FusedStep:
     """What one step adds to its kernel calls (``kwargs``) and does after them (``finish``)."""
 
     def __init__(self, opt, grad_scale, found_inf):
-        check_fused_arguments(grad_scale, found_inf)      # errors before anything changes
-        self.skip = check_fused_arguments(grad_scale, found_inf)[1]
+        self.skip = check_fused_arguments(grad_scale, found_inf)[1]   # errors before anything changes
         self.base = {}
         if grad_scale is not None:
             self.base["grad_scale"] = grad_scale
         if found_inf is not None:
             self.base["found_inf"] = found_inf
         self.clip = opt.__dict__.get("_armed_clip")
+        if self.clip is not None and grad_scale is not None:
+            raise ValueError("step(grad_scale=...) after clip_grad_norm_(..., fused_with=opt): the "
+                             "norm was taken of the scaled gradients; unscale the gradients first "
+                             "(divide them in memory) or clip without fused_with; nothing was updated")
         self.ema = opt.__dict__.get("_fused_ema")
         if self.ema is not None:
             ids = _param_ids(opt)
