@@ -230,10 +230,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
             _scale(grads, coef)
         else:
             from fastoptim.optim import _fused
-            covered, rest = _fused.arm_clip(fused_with, params, coef)
-            if rest:
-                _scale(rest, coef)
-            fused_with._armed_clip = _fused.ArmedClip(coef, covered)
+            _fused.arm_clip(fused_with, params, coef, _scale)
     return total
 
 

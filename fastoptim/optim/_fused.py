@@ -62,14 +62,21 @@ def detach_ema(opt, model):
         opt._fused_ema = None
 
 
-def arm_clip(opt, params, coef):
+def arm_clip(opt, params, coef, scale):
     """Arm ``opt``'s next step with the clip coefficient for the gradients of ``params`` that it
-    optimizes; returns the gradients of the others (the caller scales those in memory).
-
-    Nothing is armed if this raises."""
+    optimizes, and ``scale(grads, coef)`` the gradients of the others in memory (holding the
+    optimizer's lock, as a step does). Nothing is armed or scaled if this raises."""
     if getattr(opt, "_info", None) is None or not hasattr(opt, "_update"):
         raise TypeError(f"fused_with must be an elementwise fastoptim optimizer (one of the registry's, "
                         f"e.g. fo.Adam), got {type(opt).__name__}")
+    with opt._lock:
+        covered, rest = _covered(opt, params)
+        if rest:
+            scale(rest, coef)
+        opt._armed_clip = ArmedClip(coef, covered)
+
+
+def _covered(opt, params):
     if opt.__dict__.get("_armed_clip") is not None:
         raise RuntimeError("clip_grad_norm_(..., fused_with=opt) was already called since the last "
                            "opt.step(): the armed coefficient is applied by the next step (call "
