@@ -347,3 +347,45 @@ def test_every_functional_form_takes_grad_scale_and_found_inf(name):
     for arg in ("grad_scale", "found_inf"):
         assert sig.parameters[arg].kind is inspect.Parameter.KEYWORD_ONLY
         assert sig.parameters[arg].default is None
+
+
+def _functional_cases():
+    from fastoptim import functional as F
+
+    def sgd(p, g, **kw):
+        F.sgd(p, g, [None], weight_decay=0.01, momentum=0.9, lr=0.1, dampening=0.0, nesterov=True,
+              maximize=False, **kw)
+
+    def adamw(p, g, state=None, **kw):
+        n = p[0].shape
+        state = state if state is not None else ([np.zeros(n, p[0].dtype)], [np.zeros(n, p[0].dtype)], [0])
+        F.adamw(p, g, state[0], state[1], [], state[2], amsgrad=False, beta1=0.9, beta2=0.999, lr=0.1,
+                weight_decay=0.01, eps=1e-8, maximize=False, **kw)
+        return state
+
+    def adagrad(p, g, state=None, **kw):
+        state = state if state is not None else ([np.zeros(p[0].shape, p[0].dtype)], [0])
+        F.adagrad(p, g, state[0], state[1], lr=0.1, weight_decay=0.0, lr_decay=0.0, eps=1e-10,
+                  maximize=False, **kw)
+        return state
+
+    return [("sgd", sgd), ("adamw", adamw), ("adagrad", adagrad)]
+
+
+@pytest.mark.parametrize("name,step", _functional_cases(), ids=lambda x: x if isinstance(x, str) else "")
+def test_functional_grad_scale_and_found_inf(name, step):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(37).astype(np.float32)
+    g = rng.standard_normal(37).astype(np.float32) * 96
+    a, b = [x.copy()], [x.copy()]
+    step(a, [g / np.float32(3.0)])
+    step(b, [g], grad_scale=np.array(3.0, np.float32))
+    assert a[0].tobytes() == b[0].tobytes()
+    c = [x.copy()]
+    state = step(c, [g], found_inf=np.array(1.0, np.float32))
+    assert c[0].tobytes() == x.tobytes()
+    if state is not None:
+        assert state[-1] == [0] and not np.any(state[0][0])
+    with pytest.raises(ValueError, match="grad_scale must be a positive finite"):
+        step(c, [g], grad_scale=0.0)
+    assert c[0].tobytes() == x.tobytes()
