@@ -1,5 +1,6 @@
 """Training utilities against torch, side by side in one process: gradient clipping, the EMA
-update and Adafactor; and the fused training step (clip + Adam + EMA in one pass).
+update and Adafactor; and the fused training step (clip + step + EMA in one pass, for the
+two-moment optimizer of the benchmark suite's configurations by default).
 
     python benchmarks/bench_train.py                 # mix and 1000x1k, float32, default threads
     python benchmarks/bench_train.py --repeats 5 --threads 1
@@ -17,10 +18,14 @@ import numpy as np
 
 import fastoptim as fo
 
-try:  # the workload shapes live with the benchmark suite
-    from fastoptim.tools.bench import WORKLOADS
+try:  # the workload shapes and optimizer configurations live with the benchmark suite
+    from fastoptim.tools.bench import OPTIMIZERS, WORKLOADS
 except ImportError:
-    from fastoptim.bench import WORKLOADS
+    from fastoptim.bench import OPTIMIZERS, WORKLOADS
+
+# The fused table's default optimizer: the suite's second configuration (the two-moment optimizer
+# of the original three, with its defaults), as the distributed benchmark steps.
+FUSED_DEFAULT = list(OPTIMIZERS)[1]
 
 
 def _time(fn, number):
@@ -82,22 +87,24 @@ def bench_adafactor(torch, shapes, repeats, number):
     return _side_by_side(ours.step, theirs.step, repeats, number)
 
 
-def _fused_trio(torch, shapes, max_norm=1.0, decay=0.999, lr=1e-4):
-    """(fused, separate, torch) callables of one training step's clip + Adam + EMA on copies of
-    the same params and gradients, and the fastoptim params/EMAs for the bitwise check."""
+def _fused_trio(torch, shapes, config, max_norm=1.0, decay=0.999):
+    """(fused, separate, torch) callables of one training step's clip + step + EMA on copies of
+    the same params and gradients (``config``: a benchmark configuration; torch's side is its
+    ``fused=True`` class), and the fastoptim params/EMAs for the bitwise check."""
+    cls, kwargs = config.info.cls, {**config.hyperparameters, "lr": config.lr}
     fps_a, tps = _params(torch, shapes)
     fps_b = [fo.Parameter(p.copy()) for p in fps_a]
     for p, q in zip(fps_b, fps_a):
         p.grad = q.grad.copy()
     ema_fn = fo.swa_utils.get_ema_multi_avg_fn
     # separate: clip in memory, step, EMA (three passes after the norm)
-    opt_a = fo.Adam(fps_a, lr=lr)
+    opt_a = cls(fps_a, **kwargs)
     ema_a = fo.swa_utils.AveragedModel(fps_a, multi_avg_fn=ema_fn(decay))
     # fused: the norm, then one pass (grads not modified)
-    opt_b = fo.Adam(fps_b, lr=lr)
+    opt_b = cls(fps_b, **kwargs)
     ema_b = fo.swa_utils.AveragedModel(fps_b, multi_avg_fn=ema_fn(decay), fused_with=opt_b)
     model = torch.nn.ParameterList(tps)
-    topt = torch.optim.Adam(tps, lr=lr, fused=True)
+    topt = getattr(torch.optim, config.info.torch_name)(tps, **kwargs, fused=True)
     tema = torch.optim.swa_utils.AveragedModel(
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay))
 
@@ -115,20 +122,22 @@ def _fused_trio(torch, shapes, max_norm=1.0, decay=0.999, lr=1e-4):
         topt.step()
         tema.update_parameters(model)
 
-    return fused, separate, theirs, (fps_a, ema_a, fps_b, ema_b)
+    return fused, separate, theirs, (fps_a, ema_a, fps_b, ema_b, opt_b)
 
 
-def bench_fused(torch, shapes, repeats, number):
+def bench_fused(torch, shapes, repeats, number, config):
     """Times (fused, separate, torch, bound of the fused step, the norm pass alone) and whether fused == separate bit
     for bit (params and EMA after two steps from the same start, checked before the timing).
 
-    The bound: the bandwidth kernel moving 5 arrays (read 5, write 4: the fused pass's 36 bytes
-    per float32 element) over the same shapes, scaled by 40/36 for the read-only norm pass."""
+    The bound: the bandwidth kernel moving the fused pass's arrays (the optimizer's k arrays and
+    the EMA: read k + 1, write k) over the same shapes, plus the read-only norm pass (scaled by
+    its share of the bytes)."""
     from fastoptim._stream import StreamPlan
 
-    fused, separate, theirs, (fps_a, ema_a, fps_b, ema_b) = _fused_trio(torch, shapes)
+    fused, separate, theirs, (fps_a, ema_a, fps_b, ema_b, opt) = _fused_trio(torch, shapes, config)
     rng = np.random.default_rng(1)
-    plan = StreamPlan([tuple(rng.random(s, dtype=np.float32) + 1 for _ in range(5)) for s in shapes])
+    k = config.info.bytes_per_element(1, opt.param_groups[0]) // 2 + 1   # arrays the step reads
+    plan = StreamPlan([tuple(rng.random(s, dtype=np.float32) + 1 for _ in range(k + 1)) for s in shapes])
     threads = fo.get_num_threads()
     # warm up, and the bitwise check: two steps from the same params and gradients (the separate
     # path's clip scales its gradients in memory, so they are restored from the fused path's,
@@ -152,7 +161,7 @@ def bench_fused(torch, shapes, repeats, number):
         e.append(_time(lambda: fo.get_total_norm(grads), number))
     del plan
     return (statistics.median(a), statistics.median(b), statistics.median(c),
-            statistics.median(d) * 40 / 36, statistics.median(e), same)
+            statistics.median(d) * (2 * k + 2) / (2 * k + 1), statistics.median(e), same)
 
 
 ROWS = [
@@ -171,7 +180,11 @@ def main(argv=None):
     parser.add_argument("--only", choices=("rows", "fused"), default=None,
                         help="only the utility rows, or only the fused-step table")
     parser.add_argument("--fused-workloads", nargs="+", default=["mix"],
-                        help="workloads of the fused clip+Adam+EMA table (100M: ~6 GB)")
+                        help="workloads of the fused clip+step+EMA table (100M: ~6 GB)")
+    parser.add_argument("--fused-optimizer", default=FUSED_DEFAULT,
+                        choices=list(OPTIMIZERS),
+                        help="benchmark configuration of the fused table: one that torch has "
+                             f"fused=True for and that reads at most 4 arrays (default {FUSED_DEFAULT})")
     args = parser.parse_args(argv)
     import torch
 
@@ -187,16 +200,18 @@ def main(argv=None):
                 print(f"{name:36s} {w:9s} {ours * 1e3:9.3f}ms {theirs * 1e3:9.3f}ms {theirs / ours:6.2f}x",
                       flush=True)
     if args.only != "rows":
-        print("fused clip+Adam+EMA (clip_grad_norm_(fused_with=opt) + opt.step() with "
-              "AveragedModel(fused_with=opt)) vs the three separate fastoptim calls vs torch "
-              "(clip_grad_norm_(foreach=True) + Adam(fused=True) + AveragedModel EMA); "
-              "bound: 40 B/element at the stream kernel's bandwidth; norm: get_total_norm alone, "
-              "part of all three")
+        config = OPTIMIZERS[args.fused_optimizer]
+        name = config.info.name
+        print(f"fused clip+{name}+EMA (clip_grad_norm_(fused_with=opt) + opt.step() with "
+              f"AveragedModel(fused_with=opt)) vs the three separate fastoptim calls vs torch "
+              f"(clip_grad_norm_(foreach=True) + {config.info.torch_name}(fused=True) + AveragedModel "
+              f"EMA); bound: the fused step's bytes at the stream kernel's bandwidth; norm: "
+              f"get_total_norm alone, part of all three")
         print(f"{'workload':9s} {'fused':>10s} {'separate':>10s} {'torch':>10s} {'bound':>10s} "
               f"{'norm':>10s} {'sep/fused':>9s} {'torch/fused':>11s} {'%bound':>7s} bitwise")
         for w in args.fused_workloads:
             f, s, t, bound, norm, same = bench_fused(torch, WORKLOADS[w].get_shapes(), args.repeats,
-                                                     args.number)
+                                                     args.number, config)
             print(f"{w:9s} {f * 1e3:8.2f}ms {s * 1e3:8.2f}ms {t * 1e3:8.2f}ms {bound * 1e3:8.2f}ms "
                   f"{norm * 1e3:8.2f}ms "
                   f"{s / f:8.2f}x {t / f:10.2f}x {100 * bound / f:6.0f}% {'yes' if same else 'NO'}",

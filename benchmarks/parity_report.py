@@ -58,7 +58,7 @@ def _torch_state(info, opt, tp, fresh):
     """fastoptim's state lists for one parameter holding torch's current state (``fresh`` where
     torch has none yet, before its first step)."""
     state = opt.state[tp]
-    keys = info.buffers + info.kernel_spec.scalar_keys
+    keys = info.buffers + info.kernel_spec.extra_keys
     lists = []
     for key, values in zip(keys, fresh):
         if not values or key not in state:     # a buffer switched off, or no state yet

@@ -39,8 +39,8 @@ def _param_ids(opt):
 def attach_ema(opt, model, sources, targets, weight):
     """Attach ``model`` (its averaged ``targets`` of the arrays ``sources``) to ``opt``."""
     if getattr(opt, "_info", None) is None or not hasattr(opt, "_update"):
-        raise TypeError(f"fused_with must be an elementwise fastoptim optimizer (one of the registry's, "
-                        f"e.g. fo.Adam), got {type(opt).__name__}")
+        raise TypeError(f"fused_with must be an elementwise fastoptim optimizer (a class of "
+                        f"fastoptim.optim.registry.OPTIMIZERS), got {type(opt).__name__}")
     if opt.__dict__.get("_fused_ema") is not None:
         raise ValueError(f"this {type(opt).__name__} already updates an AveragedModel in its steps; "
                          f"one EMA per optimizer")
@@ -67,8 +67,8 @@ def arm_clip(opt, params, coef, scale):
     optimizes, and ``scale(grads, coef)`` the gradients of the others in memory (holding the
     optimizer's lock, as a step does). Nothing is armed or scaled if this raises."""
     if getattr(opt, "_info", None) is None or not hasattr(opt, "_update"):
-        raise TypeError(f"fused_with must be an elementwise fastoptim optimizer (one of the registry's, "
-                        f"e.g. fo.Adam), got {type(opt).__name__}")
+        raise TypeError(f"fused_with must be an elementwise fastoptim optimizer (a class of "
+                        f"fastoptim.optim.registry.OPTIMIZERS), got {type(opt).__name__}")
     with opt._lock:
         covered, rest = _covered(opt, params)
         if rest:

@@ -34,8 +34,10 @@ from fastoptim.optim._validation import (
     _check_group_arrays,
     _check_no_duplicates,
     _check_no_shared_memory,
+    _check_pairs,
     _check_param,
     _check_state_not_shared,
+    _check_unsupported_flags,
     _describe,
     _diagnose_failed_call,
     _load_array,
@@ -356,16 +358,18 @@ class Optimizer:
     step that another thread of the parent had in progress cannot block the child.
 
     Subclasses: an elementwise optimizer sets ``_info`` to its entry of
-    :data:`fastoptim.optim.registry.OPTIMIZERS` and implements ``__init__`` (torch's signature
-    and checks) and ``_check_group``; the step (gather the state, create missing state once
-    every group is checked, one kernel call per group, store the state), the loading of saved
-    state and the group defaults follow from the entry. A class without ``_info`` implements
+    :data:`fastoptim.optim.registry.OPTIMIZERS` and implements ``__init__`` (torch's signature)
+    and ``_check_hyperparameters`` (torch's checks); the step (gather the state, create missing
+    state once every group is checked, one kernel call per group, store the state), the group
+    checks, the loading of saved state and the group defaults follow from the entry. A class without ``_info`` implements
     ``step`` itself (and, if it keeps state, ``_load_param_state``).
     """
 
     _info = None  # the registry entry of an elementwise optimizer (see "Subclasses")
 
     def __init__(self, params, defaults):
+        if self._info is not None:  # as torch, the hyperparameters before the params
+            self._check_hyperparameters(defaults)
         self.defaults = defaults
         self._optimizer_step_pre_hooks = OrderedDict()
         self._optimizer_step_post_hooks = OrderedDict()
@@ -520,10 +524,21 @@ class Optimizer:
         return handle
 
     # ------------------------------------------------------------------ per-class policy
-    # ``_check_group`` is the subclass's; the others follow from ``_info`` (the registry entry).
+    # ``_check_hyperparameters`` is the subclass's; the others follow from ``_info`` (the registry entry).
 
     def _check_group(self, group):
-        """Validate the hyperparameters of a complete group (same rules as the constructor)."""
+        """Validate the hyperparameters of a complete group (same rules as the constructor): the
+        entry's tuple-valued ones are pairs, the class's torch checks, then the flags."""
+        info = self._info
+        if info is not None:
+            _check_pairs(group, info)
+            self._check_hyperparameters(group)
+            _check_unsupported_flags(group)
+            _check_bool_options(group, info.flags)
+
+    def _check_hyperparameters(self, group):
+        """torch's checks of the hyperparameters in ``group`` (a group or the constructor's
+        defaults), in torch's order and with its messages: the subclass's."""
 
     def _fill_group_defaults(self, group):
         """Fill keys that older state dicts may lack (torch's ``__setstate__`` defaults), and
