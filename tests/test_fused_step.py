@@ -389,3 +389,27 @@ def test_functional_grad_scale_and_found_inf(name, step):
     with pytest.raises(ValueError, match="grad_scale must be a positive finite"):
         step(c, [g], grad_scale=0.0)
     assert c[0].tobytes() == x.tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_ema_with_none_entries_and_grad_mul(dtype, threads):
+    """The kernel level: ``ema`` entries may be None (those params get no EMA update), the EMA
+    target is lerped from the new param exactly as ``_train_kernels.lerp`` after the step, and
+    ``grad_mul`` is the multiplication of the gradient in memory."""
+    from fastoptim import _train_kernels
+
+    rng = np.random.default_rng(7)
+    shapes = [(3000,), (17,), (2500,)]
+    x = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    g = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    e = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    for weight in (0.001, 0.7):
+        a, b = [v.copy() for v in x], [v.copy() for v in x]
+        ea, eb = [v.copy() for v in e], [v.copy() for v in e]
+        kw = dict(lr=0.1, weight_decay=0.01, momentum=0.0, dampening=0.0, nesterov=False, maximize=False)
+        kernels.sgd(a, [v * dtype(0.37) for v in g], [None] * 3, **kw)
+        _train_kernels.lerp([ea[0], ea[2]], [a[0], a[2]], weight, weight)
+        kernels.sgd(b, g, [None] * 3, grad_mul=0.37, ema=[eb[0], None, eb[2]], ema_weight=weight, **kw)
+        assert all(u.tobytes() == v.tobytes() for u, v in zip(a, b))
+        assert all(u.tobytes() == v.tobytes() for u, v in zip(ea, eb))
+        assert eb[1].tobytes() == e[1].tobytes()
