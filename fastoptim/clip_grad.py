@@ -166,7 +166,8 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
     _scale(grads, _coefficient(max_norm, total_norm))
 
 
-def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None, *,
+                    fused_with=None):
     r"""Clip the gradient norm of ``parameters`` in place (``torch.nn.utils.clip_grad_norm_``).
 
     .. math::
@@ -187,6 +188,13 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         Raise (and leave the gradients unchanged) if the norm is NaN or infinite.
     foreach : bool or None
         Accepted for torch compatibility.
+    fused_with : Optimizer, optional
+        Keyword-only (fastoptim's extension): an elementwise fastoptim optimizer. The gradients
+        of its parameters are then *not* scaled in memory: the coefficient is armed for its next
+        ``step()``, which multiplies each gradient by it as it reads it (bitwise the separate
+        calls' result; one pass over memory fewer). Gradients of other parameters are scaled in
+        memory as usual. Each param group must be clipped whole or not at all; ``zero_grad()``
+        drops an armed coefficient. See "One pass: clip, step and EMA" (``docs/fused.rst``).
 
     Returns
     -------
@@ -217,7 +225,12 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     grads = _train_kernels.grads_of(params)
     total = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
     if grads:
-        _scale(grads, _coefficient(max_norm, total))
+        coef = _coefficient(max_norm, total)
+        if fused_with is None:
+            _scale(grads, coef)
+        else:
+            from fastoptim.optim import _fused
+            _fused.arm_clip(fused_with, params, coef, _scale)
     return total
 
 

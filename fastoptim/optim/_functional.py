@@ -4,6 +4,7 @@ and the parameter descriptions of their docstrings.
 The functional forms themselves live in their optimizer's module (``fastoptim/optim/<name>.py``,
 next to the class); :mod:`fastoptim.functional` is their public home.
 """
+import functools
 import numbers
 
 import numpy as np
@@ -42,6 +43,14 @@ def _as_list(name, value):
     if isinstance(value, (tuple,)):
         raise TypeError(f"{name} must be a list (it may be updated in place), got a tuple; pass list({name})")
     raise TypeError(f"{name} must be a list of arrays, got {type(value).__name__}")
+
+
+def _fused(kernel, grad_scale, found_inf):
+    """``kernel`` with torch's fused ``grad_scale``/``found_inf`` bound where they are given (the
+    kernel checks them with everything else, before anything changes; docs/fused.rst)."""
+    if grad_scale is None and found_inf is None:
+        return kernel
+    return functools.partial(kernel, grad_scale=grad_scale, found_inf=found_inf)
 
 
 def _step(kernel, lists, scalars, flags):
