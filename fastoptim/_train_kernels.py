@@ -26,3 +26,4 @@ running_mean = _impl.running_mean
 adafactor_means = _impl.adafactor_means
 adafactor_update = _impl.adafactor_update
 axpy = _impl.axpy
+blas_dot = _impl.blas_dot

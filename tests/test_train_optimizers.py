@@ -315,6 +315,16 @@ def test_torch_error_inputs_match_torch_messages():
         assert str(mine.value) == str(info.value)
 
 
+@pytest.mark.parametrize("shape", [(3,), (2, 3, 4), ()])
+def test_muon_2d_error_matches_torch_text(shape):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError) as theirs:
+        torch.optim.Muon([torch.nn.Parameter(torch.ones(shape))])
+    with pytest.raises(ValueError) as mine:
+        fo.Muon([fo.Parameter(np.ones(shape))])
+    assert str(mine.value) == str(theirs.value)
+
+
 def test_muon_and_lbfgs_structural_errors():
     with pytest.raises(ValueError, match="Muon only supports 2D parameters"):
         fo.Muon([fo.Parameter(np.ones(3))])

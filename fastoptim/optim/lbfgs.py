@@ -9,6 +9,8 @@ import numbers
 
 import numpy as np
 
+from fastoptim import _train_kernels
+
 from fastoptim._train_numerics import fma_add
 from fastoptim.optimizer import Optimizer, _load_step, _to_float
 from fastoptim.parameter import _describe
@@ -126,11 +128,9 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
 
 
 def _dot(a, b):
-    """torch's ``a.dot(b)`` as a scalar of the arrays' dtype (float32: accumulated in float64 and
-    rounded once, so only torch's own rounding error separates the two)."""
-    if a.dtype == np.float32:
-        return np.float32(np.dot(a.astype(np.float64), b.astype(np.float64)))
-    return np.dot(a, b)
+    """torch's ``a.dot(b)`` as a scalar of the arrays' dtype: its BLAS's summation order (MKL's,
+    reproduced in ``_train_kernels.blas_dot``), one thread, independent of ``fo.set_num_threads``."""
+    return a.dtype.type(_train_kernels.blas_dot(a, b))
 
 
 def _to_state(value):
