@@ -3,9 +3,20 @@ update and Adafactor.
 
     python benchmarks/bench_train.py                 # mix and 1000x1k, float32, default threads
     python benchmarks/bench_train.py --repeats 5 --threads 1
+    python benchmarks/bench_train.py --stat min      # best round instead of the median
 
-Each row times fastoptim and torch alternately on the same shapes (median of ``--repeats`` rounds
-of ``--number`` calls each) and prints the ratio torch / fastoptim (> 1: fastoptim is faster).
+Each row times the bandwidth bound, fastoptim and torch in turn on the same shapes (``--repeats``
+rounds of ``--number`` calls each; the median round, or the fastest with ``--stat min``, which is
+the better estimate on a machine shared with other jobs) and prints the ratio torch / fastoptim
+(> 1: fastoptim is faster) and how close each side comes to the bandwidth bound.
+
+The bound is the time the row's compulsory memory traffic takes at the streaming bandwidth that
+``fastoptim._stream`` (the kernel behind ``python -m fastoptim bench``'s "bound" peer) reaches on
+the same shapes and thread count, measured in the same rounds: per element, clipping reads the
+gradient twice (the norm pass, then the scaling) and writes it once, 12 bytes in float32; the EMA
+update reads the average and the parameter and writes the average, 12 bytes; an Adafactor step on
+matrices reads the gradient and the parameter and writes the parameter, 12 bytes (the factored
+row/column statistics are negligible). "% bound" = bound time / measured time.
 torch must be installed (``pip install torch``).
 """
 import argparse
@@ -29,13 +40,23 @@ def _time(fn, number):
     return (time.perf_counter() - t0) / number
 
 
-def _side_by_side(ours, theirs, repeats, number):
-    ours(), theirs()                      # warm up
-    a, b = [], []
+def _side_by_side(bound, ours, theirs, repeats, number, stat):
+    """Interleaved rounds of the bound, ours and theirs; ``stat`` (median or min) of each."""
+    bound(), ours(), theirs()             # warm up
+    rounds = ([], [], [])
     for _ in range(repeats):
-        a.append(_time(ours, number))
-        b.append(_time(theirs, number))
-    return statistics.median(a), statistics.median(b)
+        for fn, out in zip((bound, ours, theirs), rounds):
+            out.append(_time(fn, number))
+    return [stat(r) for r in rounds]
+
+
+def _stream_plan(shapes):
+    """The bandwidth kernel over ``shapes``: 3 float32 arrays per shape, reads 3, writes 2."""
+    from fastoptim._stream import StreamPlan
+
+    rng = np.random.default_rng(1)
+    return StreamPlan([tuple(rng.random(s, dtype=np.float32) + 1.0 for _ in range(3))
+                       for s in shapes])
 
 
 def _params(torch, shapes, seed=0):
@@ -55,14 +76,13 @@ def _params(torch, shapes, seed=0):
     return fps, tps
 
 
-def bench_clip(torch, shapes, repeats, number):
+def bench_clip(torch, shapes):
     fps, tps = _params(torch, shapes)
-    return _side_by_side(lambda: fo.clip_grad_norm_(fps, 1.0),
-                         lambda: torch.nn.utils.clip_grad_norm_(tps, 1.0, foreach=True),
-                         repeats, number)
+    return (lambda: fo.clip_grad_norm_(fps, 1.0),
+            lambda: torch.nn.utils.clip_grad_norm_(tps, 1.0, foreach=True))
 
 
-def bench_ema(torch, shapes, repeats, number):
+def bench_ema(torch, shapes):
     fps, tps = _params(torch, shapes)
     ours = fo.swa_utils.AveragedModel(fps, multi_avg_fn=fo.swa_utils.get_ema_multi_avg_fn(0.999))
     model = torch.nn.ParameterList(tps)
@@ -70,21 +90,21 @@ def bench_ema(torch, shapes, repeats, number):
         model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.999))
     ours.update_parameters(fps)
     theirs.update_parameters(model)
-    return _side_by_side(lambda: ours.update_parameters(fps),
-                         lambda: theirs.update_parameters(model), repeats, number)
+    return lambda: ours.update_parameters(fps), lambda: theirs.update_parameters(model)
 
 
-def bench_adafactor(torch, shapes, repeats, number):
+def bench_adafactor(torch, shapes):
     fps, tps = _params(torch, shapes)
     ours = fo.Adafactor(fps, lr=1e-3)
     theirs = torch.optim.Adafactor(tps, lr=1e-3)
-    return _side_by_side(ours.step, theirs.step, repeats, number)
+    return ours.step, theirs.step
 
 
+# (name, setup, workloads, compulsory bytes per float32 element)
 ROWS = [
-    ("clip_grad_norm_ vs torch foreach", bench_clip, ("mix", "1000x1k")),
-    ("EMA update vs torch AveragedModel", bench_ema, ("mix", "1000x1k")),
-    ("Adafactor step vs torch Adafactor", bench_adafactor, ("mix",)),
+    ("clip_grad_norm_ vs torch foreach", bench_clip, ("mix", "1000x1k"), 12),
+    ("EMA update vs torch AveragedModel", bench_ema, ("mix", "1000x1k"), 12),
+    ("Adafactor step vs torch Adafactor", bench_adafactor, ("mix",), 12),
 ]
 
 
@@ -94,19 +114,32 @@ def main(argv=None):
     parser.add_argument("--number", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for both fastoptim and torch (default: their defaults)")
+    parser.add_argument("--stat", choices=("median", "min"), default="median",
+                        help="summary of the rounds (default: median)")
     args = parser.parse_args(argv)
     import torch
 
     if args.threads:
         fo.set_num_threads(args.threads)
         torch.set_num_threads(args.threads)
-    print(f"fastoptim threads {fo.get_num_threads()}, torch threads {torch.get_num_threads()}, float32")
-    print(f"{'row':36s} {'workload':9s} {'fastoptim':>11s} {'torch':>11s} {'ratio':>7s}")
-    for name, fn, workloads in ROWS:
+    stat = statistics.median if args.stat == "median" else min
+    threads = fo.get_num_threads()
+    print(f"fastoptim threads {threads}, torch threads {torch.get_num_threads()}, float32, "
+          f"{args.stat} of {args.repeats} rounds x {args.number} calls")
+    print(f"{'row':36s} {'workload':9s} {'fastoptim':>11s} {'torch':>11s} {'ratio':>7s} "
+          f"{'stream':>9s} {'bound':>9s} {'fo %bnd':>8s} {'th %bnd':>8s}")
+    for name, setup, workloads, bytes_per_element in ROWS:
         for w in workloads:
-            ours, theirs = fn(torch, WORKLOADS[w].get_shapes(), args.repeats, args.number)
-            print(f"{name:36s} {w:9s} {ours * 1e3:9.3f}ms {theirs * 1e3:9.3f}ms {theirs / ours:6.2f}x",
-                  flush=True)
+            shapes = WORKLOADS[w].get_shapes()
+            plan = _stream_plan(shapes)
+            ours_fn, theirs_fn = setup(torch, shapes)
+            t_stream, ours, theirs = _side_by_side(lambda: plan.run(threads), ours_fn, theirs_fn,
+                                                   args.repeats, args.number, stat)
+            bandwidth = plan.bytes_per_step / t_stream
+            bound = plan.n_elements * bytes_per_element / bandwidth
+            print(f"{name:36s} {w:9s} {ours * 1e3:9.3f}ms {theirs * 1e3:9.3f}ms {theirs / ours:6.2f}x "
+                  f"{bandwidth / 1e9:5.1f}GB/s {bound * 1e3:7.3f}ms {100 * bound / ours:7.0f}% "
+                  f"{100 * bound / theirs:7.0f}%", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,3 +27,4 @@ adafactor_means = _impl.adafactor_means
 adafactor_update = _impl.adafactor_update
 axpy = _impl.axpy
 blas_dot = _impl.blas_dot
+aten_sum = _impl.aten_sum

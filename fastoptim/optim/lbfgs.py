@@ -380,7 +380,8 @@ class LBFGS(Optimizer):
             prev_loss = loss
 
             if state["n_iter"] == 1:
-                g_sum = np.sum(np.abs(flat_grad))
+                # torch's flat_grad.abs().sum(): ATen's summation order (compiled aten_sum)
+                g_sum = flat_grad.dtype.type(_train_kernels.aten_sum(np.abs(flat_grad)))
                 t = min(1.0, g_sum.dtype.type(1.0) / g_sum) * lr
             else:
                 t = lr
