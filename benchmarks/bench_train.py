@@ -13,7 +13,8 @@ the better estimate on a machine shared with other jobs) and prints the ratio to
 The bound is the time the row's compulsory memory traffic takes at the streaming bandwidth that
 ``fastoptim._stream`` (the kernel behind ``python -m fastoptim bench``'s "bound" peer) reaches on
 the same shapes and thread count, measured in the same rounds: per element, clipping reads the
-gradient twice (the norm pass, then the scaling) and writes it once, 12 bytes in float32; the EMA
+gradient twice (the norm pass, then the scaling) and writes it once, 12 bytes in float32 (4 when
+the norm is below ``max_norm``: the coefficient is 1 and the scaling can be skipped); the EMA
 update reads the average and the parameter and writes the average, 12 bytes; an Adafactor step on
 matrices reads the gradient and the parameter and writes the parameter, 12 bytes (the factored
 row/column statistics are negligible). "% bound" = bound time / measured time.
@@ -77,9 +78,26 @@ def _params(torch, shapes, seed=0):
 
 
 def bench_clip(torch, shapes):
+    """Clipping that scales at every call: ``max_norm`` is 0.999 of the norm the previous call
+    returned (a fixed ``max_norm`` would settle after two calls at a norm just below it, where
+    the coefficient is exactly 1 and fastoptim skips the multiply, see bench_clip_inactive)."""
     fps, tps = _params(torch, shapes)
-    return (lambda: fo.clip_grad_norm_(fps, 1.0),
-            lambda: torch.nn.utils.clip_grad_norm_(tps, 1.0, foreach=True))
+    mine, theirs = [1.0], [1.0]
+
+    def ours():
+        mine[0] = 0.999 * float(fo.clip_grad_norm_(fps, mine[0]))
+
+    def torchs():
+        theirs[0] = 0.999 * float(torch.nn.utils.clip_grad_norm_(tps, theirs[0], foreach=True))
+    return ours, torchs
+
+
+def bench_clip_inactive(torch, shapes):
+    """The norm is below ``max_norm`` (coefficient exactly 1): torch still multiplies by 1,
+    fastoptim only computes the norm (x * 1.0 == x: the same bits)."""
+    fps, tps = _params(torch, shapes)
+    return (lambda: fo.clip_grad_norm_(fps, 1e30),
+            lambda: torch.nn.utils.clip_grad_norm_(tps, 1e30, foreach=True))
 
 
 def bench_ema(torch, shapes):
@@ -103,6 +121,7 @@ def bench_adafactor(torch, shapes):
 # (name, setup, workloads, compulsory bytes per float32 element)
 ROWS = [
     ("clip_grad_norm_ vs torch foreach", bench_clip, ("mix", "1000x1k"), 12),
+    ("  same, norm below max_norm", bench_clip_inactive, ("mix",), 4),
     ("EMA update vs torch AveragedModel", bench_ema, ("mix", "1000x1k"), 12),
     ("Adafactor step vs torch Adafactor", bench_adafactor, ("mix",), 12),
 ]
