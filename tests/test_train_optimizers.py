@@ -127,7 +127,7 @@ def _torch_reductions_reproduced():
     random vectors of this test's length and a few others)."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(7)
-    with _torch_threads(torch, 1):
+    with _TorchThreads(torch, 1):
         for dtype in (np.float32, np.float64):
             for n in (37, 5, 16, 100, 1001):
                 for _ in range(20):
@@ -147,7 +147,7 @@ def _aligned(n, dtype):
     return raw[start:start + n * np.dtype(dtype).itemsize].view(dtype)
 
 
-class _torch_threads:
+class _TorchThreads:
     def __init__(self, torch, n):
         self.torch, self.n = torch, n
 
