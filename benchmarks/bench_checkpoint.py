@@ -83,7 +83,7 @@ def make_state(total_bytes):
         model[f"layer{index}.weight"] = arrays[0]
         state[index] = {"step": 1000, "exp_avg": arrays[1], "exp_avg_sq": arrays[2]}
     groups = [{"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
-               "amsgrad": False, "params": list(range(N_PARAMETERS))}]
+               "params": list(range(N_PARAMETERS))}]
     return {"model": model, "optimizer": {"state": state, "param_groups": groups}, "epoch": 3}
 
 
@@ -308,7 +308,7 @@ def main():
             print("torch is not installed: skipping torch.save")
     formats = [(label, key) for label, key in formats if key in args.formats.split(",")]
 
-    print(f"checkpoint: Adam state for {total_bytes // 12 / 1e6:.0f}M float32 parameters "
+    print(f"checkpoint: two-moment state for {total_bytes // 12 / 1e6:.0f}M float32 parameters "
           f"({3 * N_PARAMETERS} arrays, {total_bytes / 1e9:.2f} GB); files in {args.dir}")
     print(f"numpy {np.__version__}, python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
     header = f"{'format':45s} {'op':5s} {'seconds':>8s} {'GB/s':>6s} {'extra MiB':>10s}"

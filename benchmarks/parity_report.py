@@ -11,8 +11,26 @@ float32 and float64, runs ``STEPS`` steps of torch and of the optimizer's form i
 * ``traj mism`` / ``traj rel``: the free-running trajectories after ``STEPS`` steps: elements
   that differ, and the largest difference relative to the parameter's scale (max |p|).
 
-SGD must show zeros everywhere. Run: ``python benchmarks/parity_report.py [threads]`` (needs torch).
+SGD must show zeros everywhere.
+
+The second table (``--classes``) is the round-2 elementwise optimizers at class level, the way a
+training script runs them: every test configuration of the registry, float32 and float64,
+``CLASS_STEPS`` steps over ``CLASS_ARRAYS`` small arrays in three param groups, some parameters
+(and once in a while a whole group) without a gradient. Four runs get the same gradients: fastoptim's
+class, torch's class on its single-tensor path (``foreach=False``, torch's default on CPU), torch's
+``foreach=True`` path, and the single-tensor path with the IEEE square root (torch's own is a
+vector-library routine that is not correctly rounded). Per optimizer and dtype it prints, over all
+configurations, for fastoptim against torch's single-tensor path and for torch's foreach path
+against the same single-tensor path: the share of parameter elements whose bits differ at the end,
+the largest elementwise ulp distance, and the largest distance in ulps of the array's largest
+magnitude so far, at any step (``norm ulp``, as the parity tests bound it); then fastoptim against
+the IEEE-sqrt run (``ieee mism``: 0 means the square root is the only difference). Lion is not in
+torch: its reference formula in torch ops stands in for the single-tensor path.
+
+Run: ``python benchmarks/parity_report.py [threads] [--classes | --kernels]`` (needs torch; both
+tables by default).
 """
+import contextlib
 import sys
 
 import numpy as np
@@ -58,7 +76,7 @@ def _torch_state(info, opt, tp, fresh):
     """fastoptim's state lists for one parameter holding torch's current state (``fresh`` where
     torch has none yet, before its first step)."""
     state = opt.state[tp]
-    keys = info.buffers + info.kernel_spec.scalar_keys
+    keys = info.buffers + info.kernel_spec.extra_keys
     lists = []
     for key, values in zip(keys, fresh):
         if not values or key not in state:     # a buffer switched off, or no state yet
@@ -99,10 +117,7 @@ def _run(info, cfg, dtype, rng):
     return step_mism, step_ulp, int((bits(p) != bits(want)).sum()), rel
 
 
-def main():
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
-    fo.set_num_threads(threads)
-    torch.set_num_threads(threads)
+def kernel_table():
     print(f"{STEPS} steps x {SIZE} elements, {threads} thread(s); step = one step from torch's state")
     print(f"{'config':70s} {'dtype':7s} {'step mism':>10s} {'step ulp':>8s} {'traj mism':>10s} {'traj rel':>9s}")
     rng = np.random.default_rng(0)
@@ -115,6 +130,164 @@ def main():
                 desc = info.kernel + " " + ", ".join(f"{k}={v}" for k, v in cfg.items()
                                               if v not in (False, 0.0) or k == "lr")
                 print(f"{desc[:70]:70s} {np.dtype(dtype).name:7s} {sm:10d} {su:8d} {tm:10d} {rel:9.1e}")
+
+
+# ------------------------------------------------------------------------------------------------
+# class level: fastoptim's deviation from torch next to torch's own foreach-vs-single deviation
+# ------------------------------------------------------------------------------------------------
+
+CLASS_NAMES = ("RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "Rprop", "Lion")
+CLASS_STEPS = 160
+CLASS_ARRAYS = 48
+
+
+@contextlib.contextmanager
+def ieee_sqrt():
+    """torch's single-tensor path with the correctly rounded square root (NumPy's)."""
+    saved = torch.Tensor.sqrt, torch.Tensor.sqrt_, torch.sqrt
+
+    def sqrt(t):
+        return torch.from_numpy(np.sqrt(t.numpy()))
+
+    torch.Tensor.sqrt, torch.Tensor.sqrt_, torch.sqrt = sqrt, lambda t: t.copy_(sqrt(t)), sqrt
+    try:
+        yield
+    finally:
+        torch.Tensor.sqrt, torch.Tensor.sqrt_, torch.sqrt = saved
+
+
+class _LionReference:
+    """Lion's reference formula (lucidrains/lion-pytorch) in torch ops, with fastoptim's groups."""
+
+    def __init__(self, groups, **kwargs):
+        defaults = {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0, "maximize": False, **kwargs}
+        self.param_groups = [{**defaults, **g} for g in groups]
+        self.state = {}
+
+    def step(self):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, wd = group["lr"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = -p.grad if group["maximize"] else p.grad
+                m = self.state.setdefault(p, {"exp_avg": torch.zeros_like(p)})["exp_avg"]
+                with torch.no_grad():
+                    p.mul_(1 - lr * wd)
+                    p.add_(m.mul(beta1).add(g, alpha=1 - beta1).sign_(), alpha=-lr)
+                m.mul_(beta2).add_(g, alpha=1 - beta2)
+
+
+def _groups(config, params):
+    thirds = np.array_split(np.arange(len(params)), 3)
+    extra = [{}, dict(config.group_overrides), {"lr": 0.002}]
+    return [{"params": [params[i] for i in idx], **kw} for idx, kw in zip(thirds, extra)]
+
+
+def _torch_optimizer(config, params, foreach):
+    if config.optimizer == "Lion":
+        return _LionReference(_groups(config, params), **config.kwargs)
+    groups = [{**g, **config.torch_kwargs({k: v for k, v in g.items() if k != "params"})}
+              for g in _groups(config, params)]
+    return config.make_torch(groups, foreach=foreach)
+
+
+def _ulp_distance(a, b):
+    itype = np.int32 if a.dtype == np.float32 else np.int64
+    ia, ib = a.view(itype).astype(np.int64), b.view(itype).astype(np.int64)
+    top = np.int64(-(2**31)) if a.dtype == np.float32 else np.int64(-(2**63))
+    return np.abs(np.where(ia < 0, top - ia, ia) - np.where(ib < 0, top - ib, ib))
+
+
+class _Deviation:
+    """Running deviation of one run from a reference run."""
+
+    def __init__(self):
+        self.mism = self.total = self.ulp = 0
+        self.norm_ulp = 0.0
+
+    def step(self, ours, theirs, scales):
+        for a, b, scale in zip(ours, theirs, scales):
+            if scale > 0:
+                diff = float(np.abs(a.astype(np.float64) - b).max())
+                self.norm_ulp = max(self.norm_ulp, diff / float(np.spacing(a.dtype.type(scale))))
+
+    def end(self, ours, theirs):
+        for a, b in zip(ours, theirs):
+            d = _ulp_distance(a, b)
+            self.mism += int(np.count_nonzero(d))
+            self.total += a.size
+            self.ulp = max(self.ulp, int(d.max()))
+
+    def cells(self):
+        return [f"{self.mism / max(self.total, 1):8.2%}", f"{self.ulp:8d}", f"{self.norm_ulp:8.1f}"]
+
+
+def _class_run(config, dtype, seed, devs):
+    rng = np.random.default_rng(seed)
+    sizes = [int(rng.integers(1, 300)) for _ in range(CLASS_ARRAYS - 2)] + [1031, 4097]
+    start = [rng.standard_normal(s).astype(dtype) for s in sizes]
+    ours = [fo.Parameter(x.copy()) for x in start]
+    opt = config.make(_groups(config, ours))
+    runs = {}
+    has_torch = config.optimizer != "Lion"
+    for run in ("single", "foreach", "ieee") if has_torch else ("single",):
+        tps = [torch.nn.Parameter(torch.from_numpy(x.copy())) for x in start]
+        runs[run] = (tps, _torch_optimizer(config, tps, foreach=run == "foreach"))
+    scales = [float(np.abs(x).max()) for x in start]
+    second = set(np.array_split(np.arange(len(sizes)), 3)[1].tolist())     # the second group
+    for t in range(CLASS_STEPS):
+        for j, p in enumerate(ours):
+            none = (t + j) % 7 == 3 or (t % 50 == 25 and j in second)
+            g = None if none else rng.standard_normal(p.shape).astype(dtype)
+            p.grad = g
+            for tps, _ in runs.values():
+                tps[j].grad = None if g is None else torch.from_numpy(g.copy())
+        opt.step()
+        for run, (_, topt) in runs.items():
+            with ieee_sqrt() if run == "ieee" else contextlib.nullcontext():
+                topt.step()
+        single = [tp.detach().numpy() for tp in runs["single"][0]]
+        scales = [max(s, float(np.abs(x).max())) for s, x in zip(scales, single)]
+        devs["fo"].step([np.asarray(p) for p in ours], single, scales)
+        if has_torch:
+            devs["foreach"].step([tp.detach().numpy() for tp in runs["foreach"][0]], single, scales)
+    single = [tp.detach().numpy() for tp in runs["single"][0]]
+    devs["fo"].end([np.asarray(p) for p in ours], single)
+    if has_torch:
+        devs["foreach"].end([tp.detach().numpy() for tp in runs["foreach"][0]], single)
+        devs["ieee"].end([np.asarray(p) for p in ours], [tp.detach().numpy() for tp in runs["ieee"][0]])
+
+
+def class_table():
+    print(f"\nClasses: every registry configuration, {CLASS_STEPS} steps, {CLASS_ARRAYS} arrays "
+          "(1-4097 elements) in 3 groups, some grads None; deviation from torch's single-tensor path")
+    head = ["mism", "max ulp", "norm ulp"]
+    print(f"{'optimizer':9s} {'dtype':7s} {'configs':>7s} | fastoptim: " + " ".join(f"{h:>8s}" for h in head)
+          + " | torch foreach: " + " ".join(f"{h:>8s}" for h in head) + " | ieee mism")
+    for name in CLASS_NAMES:
+        for dtype in (np.float32, np.float64):
+            devs = {"fo": _Deviation(), "foreach": _Deviation(), "ieee": _Deviation()}
+            configs = OPTIMIZERS[name].configs
+            for k, config in enumerate(configs):
+                _class_run(config, dtype, k, devs)
+            foreach = devs["foreach"].cells() if name != "Lion" else ["-".rjust(8)] * 3
+            ieee = f"{devs['ieee'].mism:9d}" if name != "Lion" else "-".rjust(9)
+            print(f"{name:9s} {np.dtype(dtype).name:7s} {len(configs):7d} |            "
+                  + " ".join(devs["fo"].cells()) + " |                "
+                  + " ".join(foreach) + " | " + ieee, flush=True)
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    threads = int(args[0]) if args else 1
+    fo.set_num_threads(threads)
+    torch.set_num_threads(threads)
+    if "--classes" not in sys.argv:
+        kernel_table()
+    if "--kernels" not in sys.argv:
+        class_table()
 
 
 if __name__ == "__main__":

@@ -8,14 +8,14 @@ from fastoptim._version import __version__
 from fastoptim._config import get_num_threads, set_num_threads, show_config
 from fastoptim import functional
 from fastoptim.parameter import Parameter
+from fastoptim import optim
 from fastoptim.optim import Optimizer, SGD, Adam, AdamW, Adafactor, LBFGS, Muon
-from fastoptim.optim import RMSprop, Adagrad, Adadelta, Adamax, Lion  # cls1
+from fastoptim.optim import RMSprop, Adagrad, Adadelta, Adamax, Lion, NAdam, RAdam, ASGD, Rprop
 from fastoptim import optimizer, interop
 from fastoptim import lr_scheduler
 from fastoptim import swa_utils
 from fastoptim.clip_grad import clip_grad_norm_, clip_grad_value_, clip_grads_with_norm_, get_total_norm
 from fastoptim.io import save, load, CheckpointError, UnsafeCheckpointError, CorruptCheckpointError
-from fastoptim.optim import NAdam, RAdam, ASGD, Rprop  # cls2
 
 __all__ = [
     "__version__",
@@ -25,17 +25,7 @@ __all__ = [
     "show_config",
     "Parameter",
     "Optimizer",
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adafactor",
-    "LBFGS",
-    "Muon",
-    "RMSprop",
-    "Adagrad",
-    "Adadelta",
-    "Adamax",
-    "Lion",
+    *optim._OPTIMIZER_CLASSES,
     "optimizer",
     "interop",
     "lr_scheduler",
@@ -49,9 +39,4 @@ __all__ = [
     "clip_grad_value_",
     "clip_grads_with_norm_",
     "get_total_norm",
-    # -- cls2 --
-    "NAdam",
-    "RAdam",
-    "ASGD",
-    "Rprop",
 ]

@@ -25,6 +25,8 @@ from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 cimport numpy as cnp
 
+from fastoptim._kernels._plan cimport share_bound as _bound   # shares start on a cache line
+
 import numpy as np
 
 cnp.import_array()
@@ -97,16 +99,6 @@ cdef void _share(char** ptrs, const Py_ssize_t* sizes, const Py_ssize_t* starts,
             else:
                 _segment(<float**>(ptrs + s * k), k, a, b - a)
         s += 1
-
-
-cdef inline Py_ssize_t _bound(Py_ssize_t total, int t, int nthreads) noexcept nogil:
-    # Same split as the optimizer kernels: shares start on a multiple of 16 elements (64 bytes of
-    # float32), so no two threads write one cache line in the middle of an array.
-    cdef Py_ssize_t b
-    if t >= nthreads:
-        return total
-    b = <Py_ssize_t>((<double>total * t) / nthreads)
-    return b - b % 16
 
 
 cdef class StreamPlan:

@@ -14,17 +14,8 @@ try:
 except ImportError:  # a build with the baseline variant only
     _impl = importlib.import_module("fastoptim._train_kernels_baseline")
 
-norm_kind = _impl.norm_kind
-array_norms = _impl.array_norms
-vector_norm = _impl.vector_norm
-grads_of = _impl.grads_of
-total_norm = _impl.total_norm
-scale = _impl.scale
-clamp = _impl.clamp
-lerp = _impl.lerp
-running_mean = _impl.running_mean
-adafactor_means = _impl.adafactor_means
-adafactor_update = _impl.adafactor_update
-axpy = _impl.axpy
-blas_dot = _impl.blas_dot
-aten_sum = _impl.aten_sum
+# The loaded variant's entry points, as names of this module.
+__all__ = ["norm_kind", "array_norms", "vector_norm", "grads_of", "total_norm", "scale", "clamp",
+           "lerp", "running_mean", "adafactor_means", "adafactor_update", "axpy", "blas_dot",
+           "aten_sum"]
+globals().update({name: getattr(_impl, name) for name in __all__})

@@ -29,6 +29,7 @@ cimport numpy as cnp
 import numpy as np
 
 from fastoptim._openmp cimport omp_get_max_threads
+from fastoptim._kernels._plan cimport share_bound as _bound   # shares start on a cache line
 
 cnp.import_array()
 
@@ -84,25 +85,7 @@ def norm_kind(double p):
 # one array's norm, torch's order
 # --------------------------------------------------------------------------------------------------
 
-cdef inline floating _fma(floating a, floating b, floating c) noexcept nogil:
-    if floating is float:
-        return fmaf(a, b, c)
-    else:
-        return fma(a, b, c)
-
-
-cdef inline floating _abs(floating x) noexcept nogil:
-    if floating is float:
-        return fabsf(x)
-    else:
-        return fabs(x)
-
-
-cdef inline floating _pow(floating x, floating y) noexcept nogil:
-    if floating is float:
-        return powf(x, y)
-    else:
-        return pow(x, y)
+include "_kernels/_fmath.pxi"   # _fma, _sqrt, _abs, _pow
 
 
 cdef extern from *:
@@ -113,26 +96,20 @@ cdef extern from *:
        (the same IEEE operations as the scalar lanes; no contraction: -ffp-contract=off). */
     typedef float fastoptim_v8sf __attribute__((vector_size(32), aligned(4)));
     typedef double fastoptim_v4df __attribute__((vector_size(32), aligned(8)));
-    static float fastoptim_sumsq_lanes_f(const float *x, Py_ssize_t m) {
-        fastoptim_v8sf acc = {0, 0, 0, 0, 0, 0, 0, 0}, v;
-        for (Py_ssize_t d = 0; d < m; d += 8) {
-            __builtin_memcpy(&v, x + d, sizeof v);
-            acc = acc + v * v;
-        }
-        float b = acc[0];
-        for (int j = 1; j < 8; j++) b = b + acc[j];
-        return b;
+    /* NAME(x, m) for the scalar type T, its vector type VT of LANES lanes (acc starts at zero) */
+    #define FASTOPTIM_SUMSQ_LANES(NAME, T, VT, LANES)                    \\
+    static T NAME(const T *x, Py_ssize_t m) {                           \\
+        VT acc = {0}, v;                                                \\
+        for (Py_ssize_t d = 0; d < m; d += LANES) {                     \\
+            __builtin_memcpy(&v, x + d, sizeof v);                      \\
+            acc = acc + v * v;                                          \\
+        }                                                               \\
+        T b = acc[0];                                                   \\
+        for (int j = 1; j < LANES; j++) b = b + acc[j];                 \\
+        return b;                                                       \\
     }
-    static double fastoptim_sumsq_lanes_d(const double *x, Py_ssize_t m) {
-        fastoptim_v4df acc = {0, 0, 0, 0}, v;
-        for (Py_ssize_t d = 0; d < m; d += 4) {
-            __builtin_memcpy(&v, x + d, sizeof v);
-            acc = acc + v * v;
-        }
-        double b = acc[0];
-        for (int j = 1; j < 4; j++) b = b + acc[j];
-        return b;
-    }
+    FASTOPTIM_SUMSQ_LANES(fastoptim_sumsq_lanes_f, float, fastoptim_v8sf, 8)
+    FASTOPTIM_SUMSQ_LANES(fastoptim_sumsq_lanes_d, double, fastoptim_v4df, 4)
     """
     float fastoptim_sumsq_lanes_f(const float* x, Py_ssize_t m) noexcept nogil
     double fastoptim_sumsq_lanes_d(const double* x, Py_ssize_t m) noexcept nogil
@@ -435,14 +412,6 @@ cdef void _elementwise(floating* x, const floating* y, Py_ssize_t n, int op, flo
     else:
         for i in range(n):
             x[i] = _fma(b, y[i] - x[i], y[i])         # end - (end - self) * (1 - w)
-
-
-cdef inline Py_ssize_t _bound(Py_ssize_t total, int t, int nthreads) noexcept nogil:
-    cdef Py_ssize_t q
-    if t >= nthreads:
-        return total
-    q = <Py_ssize_t>((<double>total * t) / nthreads)
-    return q - q % 16
 
 
 cdef void _share(const Seg* segs, Py_ssize_t nseg, Py_ssize_t lo, Py_ssize_t hi, int op,

@@ -20,11 +20,28 @@ def _describe(obj):
     return f"{module}.{cls.__qualname__}"
 
 
+def _grad_mismatch(grad, dtype, shape):
+    """What keeps ``grad`` from being the gradient of a parameter of ``dtype`` and ``shape``:
+    ``"type"`` (not an ndarray), ``"dtype"``, ``"shape"``, or ``None``. The callers word the error
+    for where they are (assignment to ``Parameter.grad``, or a step)."""
+    if not isinstance(grad, np.ndarray):
+        return "type"
+    if grad.dtype != dtype:
+        return "dtype"
+    if grad.shape != shape:
+        return "shape"
+    return None
+
+
 def _check_float_dtype(dtype, what, fix):
-    if dtype not in _FLOAT_DTYPES or not dtype.isnative:
+    # float16 and bfloat16 (ml_dtypes) too: the optimizers update them through a float32 master
+    # copy in their state (docs/low_precision.rst)
+    if (dtype not in _FLOAT_DTYPES or not dtype.isnative) and not (
+            dtype.itemsize == 2 and dtype.name in ("float16", "bfloat16") and dtype.isnative):
         raise TypeError(
             f"{what} has dtype {dtype.str if not dtype.isnative else dtype}, but fastoptim "
-            f"optimizes float32 and float64 arrays only (in native byte order); {fix}"
+            f"optimizes float32 and float64 arrays only (in native byte order; float16 and "
+            f"bfloat16 ones through a float32 master copy); {fix}"
         )
 
 
@@ -176,18 +193,19 @@ class Parameter(np.ndarray):
         if value is None:
             self._grad = None
             return
-        if not isinstance(value, np.ndarray):
+        problem = _grad_mismatch(value, self.dtype, self.shape)
+        if problem == "type":
             raise TypeError(
                 f"Parameter.grad must be None or a numpy.ndarray, got {_describe(value)}; "
                 f"convert it with np.asarray(value, dtype=np.{self.dtype.name})."
             )
-        if value.dtype != self.dtype:
+        if problem == "dtype":
             raise TypeError(
                 f"Parameter.grad has dtype {value.dtype.str if not value.dtype.isnative else value.dtype}, "
                 f"but the parameter has dtype {self.dtype}; assign "
                 f"grad.astype(np.{self.dtype.name}) instead (the optimizers never cast)."
             )
-        if value.shape != self.shape:
+        if problem == "shape":
             raise ValueError(
                 f"Parameter.grad has shape {value.shape}, but the parameter has shape "
                 f"{self.shape}; a gradient must have exactly the parameter's shape (reshape it, "

@@ -1,5 +1,6 @@
-"""Parity with torch 2.13 without torch: replay golden data recorded from torch.optim
-(tests/golden/make_kernel_golden.py) through the compiled kernels."""
+"""Parity with torch 2.13 without torch: replay golden data recorded from torch.optim through the
+compiled kernels (SGD and Adam: tests/golden/make_kernel_golden.py) and through the optimizer
+classes (the round-2 elementwise optimizers: tests/golden/make_elementwise_golden.py)."""
 import os
 
 import numpy as np
@@ -56,3 +57,107 @@ def test_adam_golden_differs_only_by_torch_sqrt(k, dtype):
         if cfg["amsgrad"]:
             assert np.array_equal(bits(xx), bits(GOLDEN[f"{key}/max_exp_avg_sq{s + 1}"]))
             x = GOLDEN[f"{key}/max_exp_avg_sq{s + 1}"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The round-2 elementwise optimizers, class level: every test configuration of the registry, float32
+# and float64, three param groups (the constructor's hyperparameters, the configuration's
+# ``group_overrides``, another lr), parameters (and once a whole group) without a gradient at some
+# steps. Recorded by tests/golden/make_elementwise_golden.py from torch 2.13's classes (the
+# single-tensor path, with the IEEE square root where the update takes one: the only thing in which
+# fastoptim differs from live torch, see tests/test_kernels_elementwise.py), and for Lion (not in
+# torch) from its reference formula in torch ops. Replayed here bit for bit, without torch.
+# ------------------------------------------------------------------------------------------------
+
+CLASS_GOLDEN_PATH = os.path.join(os.path.dirname(__file__), "golden", "elementwise_classes.npz")
+CLASS_NAMES = ("RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "Rprop", "Lion")
+CLASS_SHAPES = [(7,), (5, 13), (33,), (1,), (3, 4, 5), (20,)]
+CLASS_GROUPS = [[0, 1], [2, 3], [4, 5]]     # indices into CLASS_SHAPES
+CLASS_STEPS = 40
+CLASS_CASES = [(name, k) for name in CLASS_NAMES for k in range(len(OPTIMIZERS[name].configs))]
+
+
+def class_groups(config, params):
+    """The param groups of a run: the constructor's hyperparameters, the configuration's
+    ``group_overrides``, and ``lr=0.002``."""
+    extra = [{}, dict(config.group_overrides), {"lr": 0.002}]
+    return [{"params": [params[i] for i in g], **kw} for g, kw in zip(CLASS_GROUPS, extra)]
+
+
+def class_inputs(name, k, dtype):
+    """The seeded start and, per step, the gradients (``None`` for a parameter without one: every
+    seventh step of each parameter, and the whole second group at step 25)."""
+    rng = np.random.default_rng([CLASS_NAMES.index(name), k, np.dtype(dtype).itemsize])
+    start = [rng.standard_normal(s).astype(dtype) for s in CLASS_SHAPES]
+    grads = []
+    for t in range(CLASS_STEPS):
+        step = []
+        for j, s in enumerate(CLASS_SHAPES):
+            noise = rng.standard_normal(s).astype(dtype)
+            none = (t + j) % 7 == 3 or (t == 25 and j in CLASS_GROUPS[1])
+            step.append(None if none else noise)
+        grads.append(step)
+    return start, grads
+
+
+def class_key(name, k, dtype):
+    return f"{name}/{k}/{np.dtype(dtype).name}"
+
+
+def flatten_state(prefix, params, state_of):
+    """``{prefix/param<j>: param, prefix/<j>/<state key>: value}`` (``step`` as an int64 0-d array)."""
+    out = {}
+    for j, p in enumerate(params):
+        out[f"{prefix}/param{j}"] = np.asarray(p)
+        for key, value in state_of(j).items():
+            out[f"{prefix}/{j}/{key}"] = np.asarray(value, dtype=np.int64) if key == "step" else np.asarray(value)
+    return out
+
+
+def run_class(name, k, dtype):
+    """fastoptim's class over the golden run: the final parameters and state, flattened."""
+    import fastoptim as fo
+
+    config = OPTIMIZERS[name].configs[k]
+    start, grads = class_inputs(name, k, dtype)
+    params = [fo.Parameter(x.copy()) for x in start]
+    opt = config.make(class_groups(config, params))
+    for step in grads:
+        for p, g in zip(params, step):
+            p.grad = g
+        opt.step()
+    return flatten_state(class_key(name, k, dtype), params, lambda j: opt.state.get(params[j], {}))
+
+
+def pack(flat):
+    """One case's arrays as a manifest (``key dtype shape`` per array, sorted by key) and their
+    bytes concatenated in that order: one entry each in the .npz instead of one per array."""
+    keys = sorted(flat)
+    manifest = np.array([f"{key} {flat[key].dtype.str} {flat[key].shape}" for key in keys])
+    data = np.frombuffer(b"".join(np.ascontiguousarray(flat[key]).tobytes() for key in keys), np.uint8)
+    return manifest, data
+
+
+@pytest.fixture(scope="module")
+def class_golden():
+    return np.load(CLASS_GOLDEN_PATH)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,k", CLASS_CASES, ids=[f"{n}-{k}" for n, k in CLASS_CASES])
+def test_elementwise_class_golden_bitwise(name, k, dtype, class_golden):
+    """Parameters, every state array, the 0-d state (dtype included) and the step counts after
+    CLASS_STEPS steps: bitwise what torch's class computed (Lion: the reference formula)."""
+    flat = run_class(name, k, dtype)
+    manifest, data = pack(flat)
+    key = class_key(name, k, dtype)
+    assert manifest.tolist() == class_golden[key + "/manifest"].tolist()
+    want = class_golden[key + "/data"]
+    if not np.array_equal(data, want):
+        offset, wrong = 0, []
+        for entry in manifest:
+            size = flat[entry.split()[0]].nbytes
+            if not np.array_equal(data[offset:offset + size], want[offset:offset + size]):
+                wrong.append(entry.split()[0])
+            offset += size
+        pytest.fail(f"differ from torch's: {wrong}")

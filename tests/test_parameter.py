@@ -29,10 +29,19 @@ def test_zero_dimensional_and_empty_arrays():
 
 
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, bool, np.complex128, object,
-                                   np.float16, np.longdouble])
+                                   np.longdouble, ">f2" if np.little_endian else "<f2"])
 def test_other_dtypes_are_refused(dtype):
     with pytest.raises(TypeError, match="float32 and float64"):
         fo.Parameter(np.zeros(3, dtype=dtype))
+
+
+def test_float16_and_bfloat16_are_accepted():
+    """Updated through a float32 master copy in the optimizer state (docs/low_precision.rst)."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    for dtype in (np.float16, ml_dtypes.bfloat16):
+        a = np.zeros(3, dtype=dtype)
+        p = fo.Parameter(a)
+        assert p.dtype == dtype and np.shares_memory(p, a)
 
 
 def test_byteswapped_float_is_refused():

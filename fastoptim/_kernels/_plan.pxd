@@ -20,24 +20,32 @@ cdef struct Segment:
     long long step              # the step count after this call (kernels that count steps)
     double s[MAX_SCALARS]       # per-array scalars; their meaning is the kernel's (spec.per_array)
     unsigned fresh              # bit k: buf[k] was allocated by this call (a lazily created buffer)
+    # low precision (segs_lp only; docs/low_precision.rst): kind = 3 * param kind + state kind,
+    # kinds 0 float32, 1 bfloat16, 2 float16 (float32 and float64 segments: 0 and 9); ``param`` is then the float32 master copy when the
+    # param kind is not 0 and ``lp`` the float16/bfloat16 param, rounded from it
+    char* lp                    # OUT: the low-precision param (NULL: none)
+    int kind
+    unsigned long long key      # stochastic rounding: the hash key of this array in this call
 
 
 cdef class Plan:
     """Segments of one call, split by dtype, plus the references that keep them alive."""
     cdef Segment* segs32
     cdef Segment* segs64
+    cdef Segment* segs_lp       # float16/bfloat16 state or params (one specialised loop per kind)
     cdef Segment** index        # index[i]: the segment of params[i]
-    cdef Py_ssize_t n, n32, n64, total32, total64
+    cdef Py_ssize_t n, n32, n64, total32, total64, n_lp, total_lp
     cdef list keepalive         # temporaries (contiguous copies of gradients)
     cdef list created           # (list index, param index, new buffer) of lazily created buffers
     cdef list new_steps         # the step counts after this call, as Python ints
-    cdef Segment* add(self, cnp.ndarray param, cnp.ndarray grad) except NULL
+    cdef Segment* add(self, cnp.ndarray param, cnp.ndarray grad, int kind) except NULL
     cdef commit(self, tuple lists, object state_steps)
 
 
 cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names, unsigned active,
                      unsigned lazy, tuple extra_lists, tuple extra_names, object state_steps,
-                     bint check_overlap)
+                     bint check_overlap, object master_params=*, object state_dtype=*,
+                     object stochastic_rounding=*)
 
 # Per-parameter scalar state that torch keeps as a 0-d tensor (NAdam's mu_product, ASGD's eta and
 # mu): a 0-d float32/float64 array, read and written in double, rounded to its dtype.

@@ -62,17 +62,119 @@ cdef str _describe(object a):
 
 
 cdef cnp.ndarray _check_param(object obj, str name, Py_ssize_t i):
-    """A param or a state buffer: native float32/float64, C-contiguous, aligned, writeable."""
+    """A param or a state buffer: native float32/float64 (float16/bfloat16 for a param updated
+    through a float32 master copy), C-contiguous, aligned, writeable."""
     cdef cnp.ndarray a
     if not isinstance(obj, cnp.ndarray):
         raise TypeError(f"{name}[{i}] must be a NumPy array, got {_describe(obj)}")
     a = <cnp.ndarray>obj
-    if not (_is_native_float(a, cnp.NPY_FLOAT) or _is_native_float(a, cnp.NPY_DOUBLE)):
+    if _kind_of(a) < 0:
         raise TypeError(
             f"{name}[{i}] has dtype {a.dtype}; fastoptim updates float32 and float64 arrays in "
-            f"native byte order only: convert it with a.astype(np.float32) or a.astype(np.float64)")
+            f"native byte order (and float16/bfloat16 ones through a float32 master copy) only: "
+            f"convert it with a.astype(np.float32) or a.astype(np.float64)")
     _check_in_place(a, name, i)
     return a
+
+
+cdef extern from "numpy/ndarraytypes.h":
+    enum:
+        NPY_HALF
+        NPY_USERDEF
+
+
+# Low precision (docs/low_precision.rst). Kinds of an array: 0 float32, 1 bfloat16 (ml_dtypes, a
+# NumPy user dtype whose type number is known once one was seen), 2 float16, 3 float64.
+KIND_NAMES = ("float32", "bfloat16", "float16", "float64")
+cdef int _BF16 = -2
+
+
+cdef int _bf16_typenum() except -2:
+    """The type number of ``ml_dtypes.bfloat16`` (imports the optional package)."""
+    global _BF16
+    if _BF16 < 0:
+        try:
+            import ml_dtypes
+        except ImportError:
+            raise ImportError("bfloat16 arrays need the ml_dtypes package: pip install ml_dtypes "
+                              "(or fastoptim[lowp])") from None
+        _BF16 = np.dtype(ml_dtypes.bfloat16).num
+    return _BF16
+
+
+cdef int _kind_of(cnp.ndarray a) except -2:
+    """The kind of a native-byte-order array (see KIND_NAMES), -1 for any other dtype."""
+    global _BF16
+    cdef int t = cnp.PyArray_TYPE(a)
+    if t == cnp.NPY_FLOAT:
+        return 0 if not cnp.PyArray_ISBYTESWAPPED(a) else -1
+    if t == cnp.NPY_DOUBLE:
+        return 3 if not cnp.PyArray_ISBYTESWAPPED(a) else -1
+    if t == NPY_HALF:
+        return 2 if not cnp.PyArray_ISBYTESWAPPED(a) else -1
+    if t == _BF16:
+        return 1
+    if t >= NPY_USERDEF and _BF16 < 0:
+        dt = (<object>a).dtype
+        if dt.name == "bfloat16" and dt.itemsize == 2:
+            _BF16 = t
+            return 1
+    return -1
+
+
+def state_kind(object state_dtype):
+    """The kind (index into KIND_NAMES) of a ``state_dtype`` argument: None gives -1 (the
+    param's dtype; float32 for a float16/bfloat16 param), else a dtype or its name."""
+    if state_dtype is None:
+        return -1
+    if isinstance(state_dtype, str):
+        name = state_dtype
+    else:
+        try:
+            name = np.dtype(state_dtype).name
+        except TypeError:
+            name = None
+    if name not in KIND_NAMES:
+        raise TypeError(
+            f"state_dtype must be None, 'float32', 'bfloat16' or 'float16' (or the NumPy dtype: "
+            f"np.float32, ml_dtypes.bfloat16, np.float16), got {state_dtype!r}")
+    return KIND_NAMES.index(name)
+
+
+cdef int _typenum(int kind) except -2:
+    if kind == 0:
+        return cnp.NPY_FLOAT
+    if kind == 3:
+        return cnp.NPY_DOUBLE
+    if kind == 2:
+        return NPY_HALF
+    return _bf16_typenum()
+
+
+cdef cnp.ndarray _check_state(object obj, cnp.ndarray param, int kind, str name, Py_ssize_t i):
+    """A state buffer of a low-precision segment: dtype of ``kind``, the param's shape, in place."""
+    cdef cnp.ndarray a
+    if not isinstance(obj, cnp.ndarray):
+        raise TypeError(f"{name}[{i}] must be a NumPy array, got {_describe(obj)}")
+    a = <cnp.ndarray>obj
+    if _kind_of(a) != kind:
+        raise TypeError(
+            f"{name}[{i}] has dtype {a.dtype} but the state dtype of params[{i}] (dtype "
+            f"{(<object>param).dtype}) is {KIND_NAMES[kind]}; fastoptim never casts silently: "
+            f"convert it with .astype(...) or pass the matching state_dtype")
+    if not _same_shape(a, param):
+        raise ValueError(
+            f"{name}[{i}] has shape {(<object>a).shape} but params[{i}] has shape {(<object>param).shape}; "
+            f"each must have exactly its parameter's shape")
+    _check_in_place(a, name, i)
+    return a
+
+
+cdef inline unsigned long long _mix64(unsigned long long z) noexcept nogil:
+    """splitmix64's finaliser (Steele, Lea & Flood 2014)."""
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL
+    return z ^ (z >> 31)
 
 
 cdef int _check_in_place(cnp.ndarray a, str name, Py_ssize_t i) except -1:
@@ -221,13 +323,14 @@ cdef _check_no_overlap(tuple lists, tuple names):
 cdef class Plan:
     def __cinit__(self, Py_ssize_t n):
         cdef Py_ssize_t m = n if n > 0 else 1
-        # one block: float32 segments, float64 segments, then the index
-        self.segs32 = <Segment*>malloc(m * (2 * sizeof(Segment) + sizeof(Segment*)))
+        # one block: float32 segments, float64 segments, low-precision segments, then the index
+        self.segs32 = <Segment*>malloc(m * (3 * sizeof(Segment) + sizeof(Segment*)))
         if self.segs32 == NULL:
             raise MemoryError()
         self.segs64 = self.segs32 + m
-        self.index = <Segment**>(self.segs64 + m)
-        self.n = self.n32 = self.n64 = self.total32 = self.total64 = 0
+        self.segs_lp = self.segs64 + m
+        self.index = <Segment**>(self.segs_lp + m)
+        self.n = self.n32 = self.n64 = self.total32 = self.total64 = self.n_lp = self.total_lp = 0
         self.keepalive = []
         self.created = []
         self.new_steps = None
@@ -235,10 +338,16 @@ cdef class Plan:
     def __dealloc__(self):
         free(self.segs32)
 
-    cdef Segment* add(self, cnp.ndarray param, cnp.ndarray grad) except NULL:
+    cdef Segment* add(self, cnp.ndarray param, cnp.ndarray grad, int kind) except NULL:
+        """``kind``: 0 float32, 9 float64, else a low-precision kind (``Segment.kind``)."""
         cdef Segment* s
         cdef Py_ssize_t size = cnp.PyArray_SIZE(param), k
-        if cnp.PyArray_TYPE(param) == cnp.NPY_FLOAT:
+        if kind != 0 and kind != 9:
+            s = &self.segs_lp[self.n_lp]
+            s.start = self.total_lp
+            self.n_lp += 1
+            self.total_lp += size
+        elif kind == 0:
             s = &self.segs32[self.n32]
             s.start = self.total32
             self.n32 += 1
@@ -259,6 +368,9 @@ cdef class Plan:
         s.size = size
         s.step = 0
         s.fresh = 0
+        s.lp = NULL
+        s.kind = kind
+        s.key = 0
         return s
 
     cdef commit(self, tuple lists, object state_steps):
@@ -272,7 +384,8 @@ cdef class Plan:
 
 cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names, unsigned active,
                      unsigned lazy, tuple extra_lists, tuple extra_names, object state_steps,
-                     bint check_overlap):
+                     bint check_overlap, object master_params=None, object state_dtype=None,
+                     object stochastic_rounding=None):
     """Validate one call's arrays and plan its work; nothing is modified before everything passed.
 
     ``lists`` holds the state-buffer lists in the kernel's order, ``names`` their argument names;
@@ -283,9 +396,17 @@ cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names
     kernel reads itself (scalar state); only their lengths are checked here. ``state_steps`` (or
     None) holds the step counts before the call; the new ones go to ``Segment.step`` and, by
     ``commit``, back into the list.
+
+    Low precision (docs/low_precision.rst): ``state_dtype`` (None: the param's dtype, float32 for
+    a float16/bfloat16 param) is the dtype every state buffer must have (never cast);
+    ``master_params`` (None or a list with a float32 array for each float16/bfloat16 param and
+    None for the others) holds the master copies those params are updated through;
+    ``stochastic_rounding`` (None or an int seed) gives each array its hash key.
     """
     cdef Py_ssize_t n = len(params), i, k, nbuf = len(lists)
-    cdef cnp.ndarray p, g, b
+    cdef cnp.ndarray p, g, b, mp, ref
+    cdef int pk, sk, sk_req = state_kind(state_dtype), kind
+    cdef unsigned long long seed = 0
     cdef Segment* s
     cdef Plan plan
     cdef list lst
@@ -299,6 +420,11 @@ cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names
     for k in range(len(extra_lists)):
         if len(<list>extra_lists[k]) != n:
             _lengths_error(what, params, grads, lists, names, active, extra_lists, extra_names, state_steps)
+    if master_params is not None and (not isinstance(master_params, list) or len(master_params) != n):
+        raise ValueError(f"{what}: master_params must be None or a list with one entry per parameter "
+                         f"(None for a float32/float64 param)")
+    if stochastic_rounding is not None:
+        seed = <unsigned long long>(operator.index(stochastic_rounding) & 0xFFFFFFFFFFFFFFFF)
     plan = Plan(n)
     if state_steps is not None:
         plan.new_steps = [None] * n
@@ -308,23 +434,63 @@ cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names
         g = _check_like(grads[i], p, "grads", i, True)
         if g is not grads[i]:
             plan.keepalive.append(g)
-        s = plan.add(p, g)
+        pk = _kind_of(p)
+        ref = p
+        if pk == 1 or pk == 2:
+            if master_params is None or master_params[i] is None:
+                raise TypeError(
+                    f"params[{i}] has dtype {p.dtype}: a float16/bfloat16 param is updated through "
+                    f"a float32 master copy; pass master_params=[...] with a float32 copy of it "
+                    f"(params[{i}].astype(np.float32)), which the step updates too")
+            mp = _check_param(master_params[i], "master_params", i)
+            if _kind_of(mp) != 0 or not _same_shape(mp, p):
+                raise TypeError(
+                    f"master_params[{i}] must be a float32 array of params[{i}]'s shape "
+                    f"{(<object>p).shape}, got {_describe(mp)}")
+            ref = mp
+        elif master_params is not None and master_params[i] is not None:
+            raise ValueError(f"master_params[{i}] must be None: params[{i}] has dtype {p.dtype} "
+                             f"and is updated directly")
+        sk = sk_req if sk_req >= 0 else (3 if pk == 3 else 0)
+        if pk == 3 and sk != 3:
+            raise TypeError(
+                f"params[{i}] is float64, whose state is float64 only; state_dtype="
+                f"{KIND_NAMES[sk]!r} applies to float32 (and float16/bfloat16) params")
+        if pk != 3 and sk == 3 or (pk == 1 or pk == 2) and sk != 0 and sk != pk:
+            raise TypeError(
+                f"params[{i}] has dtype {p.dtype}: its state may be float32"
+                + (" or bfloat16/float16" if pk == 0 else f" or {KIND_NAMES[pk]}")
+                + f", not {KIND_NAMES[sk]}")
+        kind = 9 if pk == 3 else 3 * pk + sk
+        s = plan.add(ref, g, kind)
+        if ref is not p:
+            s.lp = <char*>cnp.PyArray_DATA(p)
         for k in range(nbuf):
             if not (active >> k) & 1:
                 continue
             lst = <list>lists[k]
             if (lazy >> k) & 1 and lst[i] is None:
                 s.fresh |= 1u << k
-            else:
+            elif kind == 0 or kind == 9:
                 b = _check_like(lst[i], p, names[k], i, False)
+                s.buf[k] = <char*>cnp.PyArray_DATA(b)
+            else:
+                b = _check_state(lst[i], p, sk, names[k], i)
                 s.buf[k] = <char*>cnp.PyArray_DATA(b)
         if state_steps is not None:
             step = _as_step(state_steps[i], i) + 1
             plan.new_steps[i] = step
             s.step = step
-    if check_overlap and n > 1:
-        _check_no_overlap((params,) + tuple([lists[k] for k in range(nbuf) if (active >> k) & 1]),
-                          ("params",) + tuple([names[k] for k in range(nbuf) if (active >> k) & 1]))
+        if stochastic_rounding is not None:
+            # a key per (seed, new step count, position in the call): with the element index and
+            # the buffer it gives every stored element its own random bits (kernels.pyx.tp)
+            s.key = _mix64(seed + _mix64(<unsigned long long>s.step + _mix64(<unsigned long long>i
+                                                                           + 0x9E3779B97F4A7C15ULL)))
+    if check_overlap and (n > 1 or master_params is not None):
+        _check_no_overlap((params,) + tuple([lists[k] for k in range(nbuf) if (active >> k) & 1])
+                          + ((master_params,) if master_params is not None else ()),
+                          ("params",) + tuple([names[k] for k in range(nbuf) if (active >> k) & 1])
+                          + (("master_params",) if master_params is not None else ()))
     # Pass 2: allocate the lazily created buffers (torch: buf = grad.clone() on the first step).
     if lazy & active:
         for i in range(n):
@@ -333,7 +499,9 @@ cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names
                 p = <cnp.ndarray>params[i]
                 for k in range(nbuf):
                     if (s.fresh >> k) & 1:
-                        b = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(p), cnp.PyArray_DIMS(p), cnp.PyArray_TYPE(p), 0)
+                        b = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(p), cnp.PyArray_DIMS(p),
+                                              cnp.PyArray_TYPE(p) if s.kind == 0 or s.kind == 9
+                                              else _typenum(s.kind % 3), 0)
                         plan.created.append((k, i, b))
                         s.buf[k] = <char*>cnp.PyArray_DATA(b)
     return plan

@@ -13,6 +13,7 @@ Usable without the compiled package: it loads ``spec.py`` by path (standard libr
 """
 import importlib.util
 import os
+import re
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,6 +51,16 @@ def _indent(text, n):
     return "".join(pad + line if line.strip() else line for line in text.splitlines(True))
 
 
+# Low-precision segments (docs/low_precision.rst): Segment.kind = 3 * param kind + state kind
+# (0 float32, 1 bfloat16, 2 float16) -> (state kind, param kind, what). Only these are compiled: a
+# float16/bfloat16 param keeps float32 state or state of its own dtype; float64 keeps float64.
+LP_KINDS = ((1, 1, 0, "float32 param, bfloat16 state"), (2, 2, 0, "float32 param, float16 state"),
+            (3, 0, 1, "bfloat16 param + float32 master, float32 state"),
+            (4, 1, 1, "bfloat16 param + float32 master, bfloat16 state"),
+            (6, 0, 2, "float16 param + float32 master, float32 state"),
+            (8, 2, 2, "float16 param + float32 master, float16 state"))
+
+
 def _ctype(flag):
     return "bint" if all(isinstance(v, bool) for v in flag.values) else "int"
 
@@ -79,18 +90,19 @@ class KernelView:
     def body(self):
         return _indent(self.spec.body, 8).rstrip("\n")
 
-    def flag_tree(self):
+    def flag_tree(self, leaf=None, depth=1):
         """Nested ifs over the flags whose leaves call the loop with literal flag values, so the C
         compiler emits one specialised, vectorised loop per combination and the flags are tested
-        once per segment."""
+        once per segment. ``leaf(lits)`` spells a leaf's call (default: the float/double loop)."""
         lines = []
         args = self.loop_args()
+        leaf = leaf or (lambda lits, chosen: f"_{self.name}_loop({args}{lits})")
 
         def rec(level, chosen, depth):
             pad = "    " * depth
             if level == len(self.flags):
                 lits = "".join(", " + repr(chosen[f.name]) for f in self.flags)
-                lines.append(f"{pad}_{self.name}_loop({args}{lits})")
+                lines.append(f"{pad}{leaf(lits, chosen)}")
                 return
             flag = self.flags[level]
             if flag.only_if and not eval(flag.only_if, {}, dict(chosen)):  # noqa: S307 (build-time data)
@@ -105,8 +117,96 @@ class KernelView:
                     lines.append(f"{pad}{'if' if j == 0 else 'elif'} {flag.name} == {value!r}:")
                 rec(level + 1, {**chosen, flag.name: value}, depth + 1)
 
-        rec(0, {}, 1)
+        rec(0, {}, depth)
         return "\n".join(lines)
+
+    # -- low precision: the same body over float16/bfloat16 buffers (docs/low_precision.rst) ------
+    def lp_loop_params(self, flags=False):
+        ptrs = [f"void* {p}" for p in self.spec.pointers]
+        scal = [f"float {c}" for c in self.consts + self.per_array]
+        flags = [f"{_ctype(f)} {f.name}" for f in self.flags] if flags else []
+        return ", ".join(["float* p", "const void* g"] + ptrs + ["void* _lpp", "Py_ssize_t n"] + scal + flags
+                         + ["bint _sr", "unsigned long long _key", "Py_ssize_t _i0"])
+
+    def _lp_name(self, kind, chosen):
+        return f"_{self.name}_lp_{kind}" + "".join(f"_{int(chosen[f.name])}" for f in self.flags)
+
+    def lp_loops(self):
+        """``(function name, state kind, param kind, what, flag values)`` of every low-precision
+        loop: one per kind and flag combination, everything a literal inside (GCC does not
+        inline loops with this many call sites, so the specialisation is spelled out)."""
+        out = []
+        for kind, sk, pk, what in LP_KINDS:
+            def leaf(lits, chosen, kind=kind, sk=sk, pk=pk, what=what):
+                out.append((self._lp_name(kind, chosen), sk, pk, what, dict(chosen)))
+                return ""
+            self.flag_tree(leaf)
+        return out
+
+    def lp_body(self, sk, pk, sr, indent, chosen):
+        """The spec's body with every buffer read a ``fo_load``, every buffer store a ``fo_store``
+        and the param store written to the float32 param (or master) and its low-precision copy,
+        for state kind ``sk``, param kind ``pk`` and stochastic rounding ``sr`` as literals (so
+        every branch on them folds away and the loop vectorises). Every body reads a buffer only
+        before storing it, so the loads see the stored state (tests/test_low_precision.py checks
+        every configuration bitwise against the float32 step with rounded state)."""
+        names = list(self.spec.pointers)
+        loads = re.compile(r"\b(%s)\[i\]" % "|".join(names)) if names else None
+
+        def load(text):
+            for name, value in chosen.items():
+                text = re.sub(r"\b%s\b" % name, repr(value), text)
+            text = re.sub(r"\bg\[i\]", f"fo_load({pk}, g, i)", text.replace("floating", "float"))
+            return loads.sub(f"fo_load({sk}, \\1, i)", text) if loads else text
+
+        out = []
+        for line in self.spec.body.splitlines():
+            code = line.split("#", 1)[0].rstrip()
+            if not code.strip():
+                continue
+            pad = " " * (indent + len(code) - len(code.lstrip()))
+            store = re.match(r"(\w+)\[i\] = (.+)$", code.strip())
+            if store and store.group(1) == "p":
+                out += [f"{pad}_pn = {load(store.group(2))}", f"{pad}p[i] = _pn"]
+                if pk:
+                    out.append(f"{pad}fo_store_param({pk}, _lpp, i, _pn)")
+            elif store and store.group(1) in names:
+                k = names.index(store.group(1))
+                out.append(f"{pad}fo_store({sk}, {sr}, {store.group(1)}, i, {load(store.group(2))}, _key, {k}, _i0 + i)")
+            else:
+                out.append(pad + load(code.strip()))
+        return "\n".join(out)
+
+    def lp_segment_params(self):
+        """The loop's parameters and the segment's ``_kind``."""
+        return "int _kind, " + self.lp_loop_params(flags=True)
+
+    def lp_driver_params(self):
+        return self.driver_params().replace("floating ", "float ")
+
+    def lp_loop_args(self):
+        return ", ".join(["p", "g"] + list(self.spec.pointers) + ["_lpp", "n"] + self.consts + self.per_array)
+
+    def lp_kind_tree(self):
+        """One branch per compiled kind (LP_KINDS), each a flag tree with literal kinds."""
+        args = self.lp_loop_args()
+        lines = []
+        for j, (kind, sk, pk, what) in enumerate(LP_KINDS):
+            lines.append(f"    {'if' if j == 0 else 'elif'} _kind == {kind}:  # {what}")
+            lines.append(self.flag_tree(
+                lambda lits, chosen, kind=kind: f"{self._lp_name(kind, chosen)}({args}, _sr, _key, _i0)", 2))
+        return "\n".join(lines)
+
+    def lp_segment_call_args(self):
+        """Arguments of the low-precision segment call in its share driver."""
+        out = ["seg.kind", "(<float*>seg.param) + _a", "fo_offset(seg.grad, _a, seg.kind // 3)"]
+        out += [f"fo_offset(seg.buf[{k}], _a, seg.kind % 3)" for k in range(len(self.spec.buffers))]
+        out += ["fo_offset(seg.lp, _a, seg.kind // 3)", "_b - _a"]
+        out += self.consts
+        out += [f"<float>seg.s[{k}]" for k in range(len(self.per_array))]
+        out += [f.expr or f.name for f in self.flags]
+        out += ["_sr", "seg.key", "_a"]
+        return ", ".join(out)
 
     # -- drivers ---------------------------------------------------------------------------------
     def driver_params(self):
@@ -135,7 +235,8 @@ class KernelView:
         if self.spec.steps:
             lists.append("list state_steps")
         return ", ".join(["list params", "list grads"] + lists + ["*", self.spec.arguments,
-                                                                    "bint check_overlap=True"])
+                                                                    "bint check_overlap=True"]
+                         + ["master_params=None", "state_dtype=None", "stochastic_rounding=None"])
 
     def doc(self):
         """The spec's docstring and what every entry point shares."""
@@ -144,6 +245,11 @@ class KernelView:
             shared.append("``state_steps`` holds each param's step count before the step and is incremented in place.")
         shared.append("Everything is validated before any array%s is modified."
                       % (" or step count" if self.spec.steps else ""))
+        shared.append("Low precision (docs/low_precision.rst): ``state_dtype`` (None, 'float32', "
+                      "'bfloat16', 'float16') is the dtype every state buffer must have (never cast); "
+                      "float16/bfloat16 ``params`` are updated through float32 ``master_params``; "
+                      "``stochastic_rounding`` (None or an int seed) rounds the low-precision state "
+                      "stochastically.")
         return self.spec.doc.rstrip() + "\n\n    " + "\n    ".join(shared)
 
     def lists_tuple(self):

@@ -29,6 +29,10 @@ How one entry becomes code (``kernels.pyx.tp``):
   constants in each specialised copy). ``locals`` are declared ``floating``. Rounding is torch
   2.13's CPU single-tensor path op by op: ``_fma`` exactly where torch fuses, every other operation
   separately rounded in the dtype (the build uses ``-ffp-contract=off``).
+* Low precision (docs/low_precision.rst) needs nothing here: ``generate.py`` rewrites the body's
+  buffer reads and stores into widening loads and rounding stores (bfloat16/float16 state, float32
+  math) and its param store into the float32 master plus the float16/bfloat16 param. A body must
+  read each buffer only before storing it (every body does).
 """
 from dataclasses import dataclass, field
 
@@ -46,17 +50,17 @@ class Flag:
 @dataclass(frozen=True)
 class KernelSpec:
     name: str
-    buffers: tuple                     # torch's per-parameter state-array keys, in kernel argument order
+    title: str                         # the optimizer(s) it steps, for the entry point's docstring
+    state: tuple                       # ((torch's state key, list argument, name in the body), ...)
+                                       # of each per-parameter state array, in kernel argument order
     work_per_element: int              # thread cost of one element, in SGD elements
-    lists: tuple                       # the entry point's argument name of each buffer's list
-    pointers: tuple                    # each buffer's name in the element body
     arguments: str                     # keyword-only arguments of the entry point (Cython)
     consts: tuple                      # ((name, expression), ...) cast once per call to the dtype
     switches: tuple                    # ((name, C int expression), ...) per call and dtype
     flags: tuple                       # Flag, ... (order of the specialisation tree)
     locals: str                        # floating locals of the element loop
     body: str                          # the element loop body (Cython), index ``i``
-    doc: str                           # the entry point's docstring (generate.py adds what every entry shares)
+    notes: str = ""                    # the rest of the entry point's docstring (see ``doc``)
     optional: dict = field(default_factory=dict)   # {buffer key: group option that enables it}
     when: dict = field(default_factory=dict)       # {buffer key: C condition over the arguments under which it is used}
     per_array: tuple = ()              # ((name, double expression of step, i and arguments), ...)
@@ -65,37 +69,59 @@ class KernelSpec:
     steps: bool = False                # takes ``state_steps`` (counts before the step; incremented in place)
     lazy: tuple = ()                   # buffers whose ``None`` entries get a new array filled by this step
     extra_lists: tuple = ()            # further list arguments (before state_steps), read by per_array
-    scalar_keys: tuple = ()            # torch's state key of each extra list (0-d scalar state)
+    scalar_keys: tuple = ()            # torch's state keys of the extra lists (0-d scalar state; list
+                                       # "<key>s"), in the order torch creates them
     max_buffers: int = field(default=4, repr=False)
 
     def __post_init__(self):
-        n = len(self.buffers)
-        if len(self.scalar_keys) != len(self.extra_lists):
-            raise ValueError(f"{self.name}: one scalar_keys entry per extra list")
-        if not (len(self.lists) == len(self.pointers) == n) or n > self.max_buffers:
-            raise ValueError(f"{self.name}: buffers, lists and pointers must match (at most {self.max_buffers})")
+        n = len(self.state)
+        if sorted(self.extra_keys) != sorted(self.scalar_keys):
+            raise ValueError(f"{self.name}: one scalar_keys entry per extra list (list '<key>s')")
+        if any(len(entry) != 3 for entry in self.state) or n > self.max_buffers:
+            raise ValueError(f"{self.name}: state holds (key, list, pointer) triples (at most {self.max_buffers})")
         if len([name for name, _ in self.per_array if not name.startswith("_")]) > 4:
             raise ValueError(f"{self.name}: at most 4 stored per-array scalars (Segment.s)")
 
+    @property
+    def buffers(self):
+        """torch's per-parameter state-array keys, in kernel argument order."""
+        return tuple(key for key, _, _ in self.state)
+
+    @property
+    def lists(self):
+        """The entry point's argument name of each buffer's list."""
+        return tuple(name for _, name, _ in self.state)
+
+    @property
+    def pointers(self):
+        """Each buffer's name in the element body."""
+        return tuple(name for _, _, name in self.state)
+
+    @property
+    def doc(self):
+        """The entry point's docstring (generate.py adds what every entry shares)."""
+        return (f"{self.title} step over all arrays in one compiled call (see "
+                f"``fastoptim.functional.{self.name}``).{self.notes}")
+
+    @property
+    def extra_keys(self):
+        """The state key of each extra list, in the kernel's argument order."""
+        return tuple(name[:-1] for name in self.extra_lists)
+
+
+_SIGN = ("sign", "-1.0 if maximize else 1.0")   # maximize: the gradient negated exactly
+
 
 SGD = KernelSpec(
-    name="sgd",
-    buffers=("momentum_buffer",),
+    name="sgd", title="SGD", work_per_element=1,
+    state=(("momentum_buffer", "momentum_buffer_list", "buf"),),
     optional={"momentum_buffer": "momentum"},
-    work_per_element=1,
-    lists=("momentum_buffer_list",),
-    pointers=("buf",),
     when={"momentum_buffer": "momentum != 0.0"},
     lazy=("momentum_buffer",),
     arguments="double lr, double weight_decay, double momentum, double dampening, bint nesterov, "
               "bint maximize",
-    consts=(
-        ("sign", "-1.0 if maximize else 1.0"),
-        ("neg_lr", "-lr"),
-        ("wd", "weight_decay"),
-        ("momentum", "momentum"),
-        ("one_minus_dampening", "1.0 - dampening"),
-    ),
+    consts=(_SIGN, ("neg_lr", "-lr"), ("wd", "weight_decay"), ("momentum", "momentum"),
+            ("one_minus_dampening", "1.0 - dampening")),
     switches=(
         ("has_wd", "weight_decay != 0.0"),
         ("use_momentum", "momentum != 0.0"),
@@ -125,7 +151,7 @@ if mode != 0:
         d = b
 p[i] = _fma(d, neg_lr, p[i])                      # param.add_(grad, alpha=-lr)
 """,
-    doc="""SGD step over all arrays in one compiled call (see ``fastoptim.functional.sgd``).
+    notes="""
 
     ``momentum_buffer_list`` entries that are ``None`` get a new buffer (stored into the list)
     holding the first momentum step.""",
@@ -154,20 +180,17 @@ _ADAM_WD_MODE = ("wd_mode", "0 if weight_decay == 0.0 else (2 if decoupled_weigh
 
 
 ADAM = KernelSpec(
-    name="adam",
-    buffers=("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
-    optional={"max_exp_avg_sq": "amsgrad"},
     # an Adam element does two divisions and a square root: a second thread pays off on half as
     # many elements as for SGD (docs/threads.rst)
-    work_per_element=2,
-    lists=("exp_avgs", "exp_avg_sqs", "max_exp_avg_sqs"),
-    pointers=("m", "v", "vmax"),
+    name="adam", title="Adam/AdamW", work_per_element=2, steps=True,
+    state=(("exp_avg", "exp_avgs", "m"), ("exp_avg_sq", "exp_avg_sqs", "v"),
+           ("max_exp_avg_sq", "max_exp_avg_sqs", "vmax")),
+    optional={"max_exp_avg_sq": "amsgrad"},
     when={"max_exp_avg_sq": "amsgrad"},
-    steps=True,
     arguments="bint amsgrad, double beta1, double beta2, double lr, double weight_decay, double eps, "
               "bint maximize, bint decoupled_weight_decay=False",
     consts=(
-        ("sign", "-1.0 if maximize else 1.0"),
+        _SIGN,
         ("eps", "eps"),
         ("wd", "weight_decay"),
         ("decay", "1.0 - lr * weight_decay"),
@@ -197,7 +220,10 @@ ADAM = KernelSpec(
     body=_ADAM_MOMENTS + """\
 if amsgrad:
     vm = vmax[i]
-    vm = vm if (vm > vi or vm != vm) else vi      # torch.maximum: NaN-propagating
+    # torch.maximum(max_exp_avg_sq, exp_avg_sq): NaN-propagating, as two selects (they vectorise;
+    # the short-circuit ``or`` did not)
+    s = vm if vm > vi else vi
+    vm = vm if vm != vm else s
     vmax[i] = vm
     s = _sqrt(vm)
 else:
@@ -205,7 +231,6 @@ else:
 s = s / bc2_sqrt + eps                            # (v.sqrt() / bc2_sqrt).add_(eps)
 p[i] = x + (neg_step_size * mi) / s               # param.addcdiv_(exp_avg, denom, -step_size)
 """,
-    doc="""Adam/AdamW step over all arrays in one compiled call (see ``fastoptim.functional.adam``).""",
 )
 
 
@@ -219,7 +244,7 @@ def _lerp_switch(weight):
     return ("small_w", f"fabs(<floating>({weight})) < 0.5")
 
 
-_SIGN = ("sign", "-1.0 if maximize else 1.0")
+# The gradient of a body that starts with _GRAD: negated for maximize, plus L2 weight decay.
 _GRAD = """\
 d = g[i] * sign                                   # grad = -grad if maximize (exact negation)
 if has_wd:
@@ -227,23 +252,28 @@ if has_wd:
 """
 
 
+def _l2_grad(consts=(), switches=(), flags=()):
+    """The ``consts``, ``switches`` and ``flags`` of a body that starts with ``_GRAD`` (its sign,
+    ``wd`` and the ``has_wd`` specialisation first), followed by the body's own."""
+    return {"consts": (_SIGN, ("wd", "weight_decay")) + consts,
+            "switches": (("has_wd", "weight_decay != 0.0"),) + switches,
+            "flags": (Flag("has_wd", (True, False)),) + flags}
+
+
 RMSPROP = KernelSpec(
-    name="rmsprop",
-    buffers=("square_avg", "grad_avg", "momentum_buffer"),
+    name="rmsprop", title="RMSprop", work_per_element=2, steps=True,
+    state=(("square_avg", "square_avgs", "sq"), ("grad_avg", "grad_avgs", "ga"),
+           ("momentum_buffer", "momentum_buffer_list", "buf")),
     optional={"grad_avg": "centered", "momentum_buffer": "momentum"},
-    work_per_element=2,
-    lists=("square_avgs", "grad_avgs", "momentum_buffer_list"),
-    pointers=("sq", "ga", "buf"),
     when={"grad_avg": "centered", "momentum_buffer": "momentum > 0.0"},
-    steps=True,
     arguments="double lr, double alpha, double eps, double weight_decay, double momentum, bint centered, "
               "bint maximize=False",
-    consts=(_SIGN, ("wd", "weight_decay"), ("alpha", "alpha"), ("one_minus_alpha", "1.0 - alpha"))
-    + _lerp_consts("1.0 - alpha") + (("eps", "eps"), ("momentum", "momentum"), ("neg_lr", "-lr")),
-    switches=(("has_wd", "weight_decay != 0.0"), ("centered", "centered"), _lerp_switch("1.0 - alpha"),
-              ("use_momentum", "momentum > 0.0")),
-    flags=(Flag("has_wd", (True, False)), Flag("centered", (True, False)),
-           Flag("small_w", (True, False), only_if="centered"), Flag("use_momentum", (True, False))),
+    **_l2_grad(
+        consts=(("alpha", "alpha"), ("one_minus_alpha", "1.0 - alpha")) + _lerp_consts("1.0 - alpha")
+        + (("eps", "eps"), ("momentum", "momentum"), ("neg_lr", "-lr")),
+        switches=(("centered", "centered"), _lerp_switch("1.0 - alpha"), ("use_momentum", "momentum > 0.0")),
+        flags=(Flag("centered", (True, False)), Flag("small_w", (True, False), only_if="centered"),
+               Flag("use_momentum", (True, False)))),
     locals="d, sa, ma, av, b",
     body=_GRAD + """\
 sa = _fma(one_minus_alpha * d, d, sq[i] * alpha)  # square_avg.mul_(alpha).addcmul_(grad, grad, 1-alpha)
@@ -265,7 +295,7 @@ if use_momentum:
 else:
     p[i] = p[i] + (neg_lr * d) / av               # param.addcdiv_(grad, avg, value=-lr)
 """,
-    doc="""RMSprop step over all arrays in one compiled call (see ``fastoptim.functional.rmsprop``).
+    notes="""
 
     ``grad_avgs`` is used when ``centered``, ``momentum_buffer_list`` when ``momentum > 0``.""",
 )
@@ -273,16 +303,10 @@ else:
 
 
 ADAGRAD = KernelSpec(
-    name="adagrad",
-    buffers=("sum",),
-    work_per_element=2,
-    lists=("state_sums",),
-    pointers=("ss",),
-    steps=True,
+    name="adagrad", title="Adagrad", work_per_element=2, steps=True,
+    state=(("sum", "state_sums", "ss"),),
     arguments="double lr, double weight_decay, double lr_decay, double eps, bint maximize=False",
-    consts=(_SIGN, ("wd", "weight_decay"), ("eps", "eps")),
-    switches=(("has_wd", "weight_decay != 0.0"),),
-    flags=(Flag("has_wd", (True, False)),),
+    **_l2_grad(consts=(("eps", "eps"),)),
     # torch: clr = lr / (1 + (step - 1) * lr_decay), a Python float
     per_array=(("neg_clr", "-(lr / (1.0 + (<double>step - 1.0) * lr_decay))"),),
     locals="d, s",
@@ -292,22 +316,14 @@ ss[i] = s
 s = _sqrt(s) + eps                                # std = state_sum.sqrt().add_(eps)
 p[i] = p[i] + (neg_clr * d) / s                   # param.addcdiv_(grad, std, value=-clr)
 """,
-    doc="""Adagrad step over all arrays in one compiled call (see ``fastoptim.functional.adagrad``).""",
 )
 
 
 ADADELTA = KernelSpec(
-    name="adadelta",
-    buffers=("square_avg", "acc_delta"),
-    work_per_element=3,
-    lists=("square_avgs", "acc_deltas"),
-    pointers=("sq", "ad"),
-    steps=True,
+    name="adadelta", title="Adadelta", work_per_element=3, steps=True,
+    state=(("square_avg", "square_avgs", "sq"), ("acc_delta", "acc_deltas", "ad")),
     arguments="double lr, double rho, double eps, double weight_decay, bint maximize=False",
-    consts=(_SIGN, ("wd", "weight_decay"), ("rho", "rho"), ("one_minus_rho", "1.0 - rho"), ("eps", "eps"),
-            ("neg_lr", "-lr")),
-    switches=(("has_wd", "weight_decay != 0.0"),),
-    flags=(Flag("has_wd", (True, False)),),
+    **_l2_grad(consts=(("rho", "rho"), ("one_minus_rho", "1.0 - rho"), ("eps", "eps"), ("neg_lr", "-lr"))),
     locals="d, sa, std, de",
     body=_GRAD + """\
 sa = _fma(one_minus_rho * d, d, sq[i] * rho)      # square_avg.mul_(rho).addcmul_(grad, grad, 1-rho)
@@ -318,21 +334,15 @@ de = (de / std) * d                               # delta.div_(std).mul_(grad)
 ad[i] = _fma(one_minus_rho * de, de, ad[i] * rho) # acc_delta.mul_(rho).addcmul_(delta, delta, 1-rho)
 p[i] = _fma(de, neg_lr, p[i])                     # param.add_(delta, alpha=-lr)
 """,
-    doc="""Adadelta step over all arrays in one compiled call (see ``fastoptim.functional.adadelta``).""",
 )
 
 
 ADAMAX = KernelSpec(
-    name="adamax",
-    buffers=("exp_avg", "exp_inf"),
-    work_per_element=2,
-    lists=("exp_avgs", "exp_infs"),
-    pointers=("m", "u"),
-    steps=True,
+    name="adamax", title="Adamax", work_per_element=2, steps=True,
+    state=(("exp_avg", "exp_avgs", "m"), ("exp_inf", "exp_infs", "u")),
     arguments="double eps, double beta1, double beta2, double lr, double weight_decay, bint maximize=False",
-    consts=(_SIGN, ("wd", "weight_decay")) + _lerp_consts("1.0 - beta1") + (("beta2", "beta2"), ("eps", "eps")),
-    switches=(("has_wd", "weight_decay != 0.0"), _lerp_switch("1.0 - beta1")),
-    flags=(Flag("has_wd", (True, False)), Flag("small_w", (True, False))),
+    **_l2_grad(consts=_lerp_consts("1.0 - beta1") + (("beta2", "beta2"), ("eps", "eps")),
+               switches=(_lerp_switch("1.0 - beta1"),), flags=(Flag("small_w", (True, False)),)),
     # torch: clr = lr / (1 - beta1 ** step), Python floats
     per_array=(("neg_clr", "-(lr / (1.0 - pow(beta1, <double>step)))"),),
     locals="d, mi, ui, e",
@@ -350,17 +360,12 @@ ui = ui if ui != ui else e
 u[i] = ui
 p[i] = p[i] + (neg_clr * mi) / ui                 # param.addcdiv_(exp_avg, exp_inf, value=-clr)
 """,
-    doc="""Adamax step over all arrays in one compiled call (see ``fastoptim.functional.adamax``).""",
 )
 
 
 RPROP = KernelSpec(
-    name="rprop",
-    buffers=("prev", "step_size"),
-    work_per_element=1,
-    lists=("prevs", "step_sizes"),
-    pointers=("prev", "ss"),
-    steps=True,
+    name="rprop", title="Rprop", work_per_element=1, steps=True,
+    state=(("prev", "prevs", "prev"), ("step_size", "step_sizes", "ss")),
     arguments="double step_size_min, double step_size_max, double etaminus, double etaplus, "
               "bint maximize=False",
     consts=(_SIGN, ("etaplus", "etaplus"), ("etaminus", "etaminus"), ("lo", "step_size_min"),
@@ -388,16 +393,12 @@ sg = <floating>((d > 0) - (d < 0))                # grad.sign() (0 for 0 and NaN
 p[i] = _fma(-sg, s, p[i])                         # param.addcmul_(grad.sign(), step_size, value=-1)
 prev[i] = d                                       # prev.copy_(grad)
 """,
-    doc="""Rprop step over all arrays in one compiled call (see ``fastoptim.functional.rprop``).""",
 )
 
 
 LION = KernelSpec(
-    name="lion",
-    buffers=("exp_avg",),
-    work_per_element=1,
-    lists=("exp_avgs",),
-    pointers=("m",),
+    name="lion", title="Lion", work_per_element=1,
+    state=(("exp_avg", "exp_avgs", "m"),),
     arguments="double lr, double beta1, double beta2, double weight_decay, bint maximize=False",
     consts=(_SIGN, ("decay", "1.0 - lr * weight_decay"), ("beta1", "beta1"), ("one_minus_beta1", "1.0 - beta1"),
             ("beta2", "beta2"), ("one_minus_beta2", "1.0 - beta2"), ("neg_lr", "-lr")),
@@ -415,19 +416,14 @@ sg = <floating>((c > 0) - (c < 0))                # update.sign_() (sign(0) = 0)
 p[i] = _fma(sg, neg_lr, x)                        # param.add_(update, alpha=-lr)
 m[i] = _fma(d, one_minus_beta2, m[i] * beta2)     # exp_avg.mul_(beta2).add_(grad, alpha=1-beta2)
 """,
-    doc="""Lion step over all arrays in one compiled call (see ``fastoptim.functional.lion``).""",
 )
 
 
 _RHO_INF = "(2.0 / (1.0 - beta2) - 1.0)"
 
 RADAM = KernelSpec(
-    name="radam",
-    buffers=("exp_avg", "exp_avg_sq"),
-    work_per_element=2,
-    lists=("exp_avgs", "exp_avg_sqs"),
-    pointers=("m", "v"),
-    steps=True,
+    name="radam", title="RAdam", work_per_element=2, steps=True,
+    state=(("exp_avg", "exp_avgs", "m"), ("exp_avg_sq", "exp_avg_sqs", "v")),
     arguments="double beta1, double beta2, double lr, double weight_decay, double eps, "
               "bint decoupled_weight_decay=False, bint maximize=False",
     consts=(_SIGN, ("wd", "weight_decay"), ("decay", "1.0 - lr * weight_decay")) + _lerp_consts("1.0 - beta1")
@@ -454,19 +450,14 @@ if rectify:
     u = (u * ((<floating>1 / (_sqrt(vi) + eps)) * bc2_sqrt)) * rect
 p[i] = x - u                                      # param.add_(..., alpha=-1.0)
 """,
-    doc="""RAdam step over all arrays in one compiled call (see ``fastoptim.functional.radam``).""",
 )
 
 
 NADAM = KernelSpec(
-    name="nadam",
-    buffers=("exp_avg", "exp_avg_sq"),
-    work_per_element=2,
-    lists=("exp_avgs", "exp_avg_sqs"),
-    pointers=("m", "v"),
+    name="nadam", title="NAdam", work_per_element=2, steps=True,
+    state=(("exp_avg", "exp_avgs", "m"), ("exp_avg_sq", "exp_avg_sqs", "v")),
     extra_lists=("mu_products",),
     scalar_keys=("mu_product",),
-    steps=True,
     arguments="double beta1, double beta2, double lr, double weight_decay, double momentum_decay, "
               "double eps, bint decoupled_weight_decay=False, bint maximize=False",
     consts=(_SIGN, ("wd", "weight_decay"), ("decay", "1.0 - lr * weight_decay")) + _lerp_consts("1.0 - beta1")
@@ -477,15 +468,19 @@ NADAM = KernelSpec(
     # same at step + 1; mu_product *= mu (a 0-d tensor: rounded to its dtype, float32 by default);
     # the two addcdiv values -lr * (1 - mu) / (1 - mu_product) and
     # (-lr * mu_next) / (1 - mu_product * mu_next); bias_correction2 = 1 - beta2 ** step.
+    # mu_product differs per array (not cached); the three pow() of the step only are recomputed
+    # only when the step differs from the previous array's (``_last``: that step; steps are >= 1)
     per_array=(
-        ("_mu", "beta1 * (1.0 - 0.5 * pow(0.96, <double>step * momentum_decay))"),
-        ("_mu_next", "beta1 * (1.0 - 0.5 * pow(0.96, (<double>step + 1.0) * momentum_decay))"),
+        ("_mu", "_mu if <double>step == _last else beta1 * (1.0 - 0.5 * pow(0.96, <double>step * momentum_decay))"),
+        ("_mu_next", "_mu_next if <double>step == _last else "
+                     "beta1 * (1.0 - 0.5 * pow(0.96, (<double>step + 1.0) * momentum_decay))"),
         ("_mu_product", "scalar_state(mu_products, i, 'mu_products')"),   # checks the array first
         # a product of two float32 values is exact in double: rounding it once is float32's product
         ("mu_product", "round_to(mu_products[i], _mu_product * round_to(mu_products[i], _mu))"),
-        ("bc2", "1.0 - pow(beta2, <double>step)"),
+        ("bc2", "bc2 if <double>step == _last else 1.0 - pow(beta2, <double>step)"),
         ("neg_a", "-lr * (1.0 - _mu) / (1.0 - mu_product)"),
         ("neg_b", "(-lr * _mu_next) / (1.0 - mu_product * _mu_next)"),
+        ("_last", "<double>step"),
     ),
     per_array_cache=False,
     finish="set_scalar_state(mu_products[i], mu_product)\n",
@@ -495,26 +490,20 @@ den = _sqrt(vi / bc2) + eps                       # exp_avg_sq.div(bias_correcti
 x = x + (neg_a * d) / den                         # param.addcdiv_(grad, denom, value=neg_a)
 p[i] = x + (neg_b * mi) / den                     # param.addcdiv_(exp_avg, denom, value=neg_b)
 """,
-    doc="""NAdam step over all arrays in one compiled call (see ``fastoptim.functional.nadam``).
+    notes="""
 
     ``mu_products`` holds 0-d float arrays (torch's 0-d tensors), updated in place.""",
 )
 
 
 ASGD = KernelSpec(
-    name="asgd",
-    buffers=("ax",),
-    work_per_element=1,
-    lists=("axs",),
-    pointers=("ax",),
+    name="asgd", title="ASGD", work_per_element=1, steps=True,
+    state=(("ax", "axs", "ax"),),
     extra_lists=("mus", "etas"),
-    scalar_keys=("mu", "eta"),
-    steps=True,
+    scalar_keys=("eta", "mu"),
     arguments="double lambd, double lr, double t0, double alpha, double weight_decay, bint maximize=False",
-    consts=(_SIGN, ("wd", "weight_decay")),
-    switches=(("has_wd", "weight_decay != 0.0"),),
     # torch: ax.copy_(param) when mu is exactly 1, else ax.add_(param.sub(ax).mul_(mu))
-    flags=(Flag("has_wd", (True, False)), Flag("mu_one", (True, False), "seg.s[2] == 1.0")),
+    **_l2_grad(flags=(Flag("mu_one", (True, False), "seg.s[2] == 1.0"),)),
     # eta and mu are the 0-d tensors of the previous step (torch reads them before updating them)
     per_array=(
         ("_eta", "scalar_state(etas, i, 'etas')"),
@@ -530,10 +519,7 @@ set_scalar_state(etas[i], lr / pow(1.0 + lambd * lr * <double>step, alpha))
 set_scalar_state(mus[i], 1.0 / (<double>step - t0 if <double>step - t0 > 1.0 else 1.0))
 """,
     locals="d, x",
-    body="""\
-d = g[i] * sign                                   # grad = -grad if maximize (exact negation)
-if has_wd:
-    d = _fma(p[i], wd, d)                         # grad.add(param, alpha=wd)
+    body=_GRAD + """\
 x = p[i] * decay                                  # param.mul_(1 - lambd * eta)
 x = _fma(d, neg_eta, x)                           # param.add_(grad, alpha=-eta)
 p[i] = x
@@ -542,7 +528,7 @@ if mu_one:
 else:
     ax[i] = ax[i] + (x - ax[i]) * mu              # ax.add_(param.sub(ax).mul_(mu))
 """,
-    doc="""ASGD step over all arrays in one compiled call (see ``fastoptim.functional.asgd``).
+    notes="""
 
     ``mus`` and ``etas`` hold 0-d float arrays (torch's 0-d tensors), updated in place.""",
 )

@@ -37,6 +37,10 @@ PROG = "mpirun -n N python -m fastoptim bench --distributed"
 DDP_BUCKET_BYTES = 25 << 20
 DDP_FIRST_BUCKET_BYTES = 1 << 20
 LR = 1e-3
+# The optimizer stepped: the single-process benchmark's second configuration (the two-moment
+# optimizer of the original three, with its defaults), at learning rate LR.
+CONFIG = _bench.OPTIMIZERS[list(_bench.OPTIMIZERS)[1]]
+OPT = CONFIG.info.name
 
 
 def _mean_step(fn, steps, comm):
@@ -54,6 +58,14 @@ def _max_op():
     return MPI.MAX
 
 
+def _kwargs():
+    return {**CONFIG.hyperparameters, "lr": LR}
+
+
+def _make(params):
+    return CONFIG.info.cls(params, **_kwargs())
+
+
 class _FastoptimPeer:
     def __init__(self, kind, shapes, rank, comm):
         import fastoptim.distributed as fd
@@ -67,12 +79,13 @@ class _FastoptimPeer:
         self.fd = fd
         self.kind = kind
         if kind == "dp":
-            self.opt = fd.DistributedOptimizer(fo.Adam(self.params, lr=LR), comm=comm)
+            self.opt = fd.DistributedOptimizer(_make(self.params), comm=comm)
         elif kind == "zero-rs":
-            self.opt = fd.ZeroRedundancyOptimizer(self.params, fo.Adam, comm=comm,
-                                                  average_gradients=True, lr=LR)
+            self.opt = fd.ZeroRedundancyOptimizer(self.params, CONFIG.info.cls, comm=comm,
+                                                  average_gradients=True, **_kwargs())
         else:
-            self.opt = fd.ZeroRedundancyOptimizer(self.params, fo.Adam, comm=comm, lr=LR)
+            self.opt = fd.ZeroRedundancyOptimizer(self.params, CONFIG.info.cls, comm=comm,
+                                                  **_kwargs())
         self.comm = comm
 
     def step(self):
@@ -94,11 +107,12 @@ class _TorchPeer:
         grng = np.random.default_rng(1 + rank)
         for p, s in zip(self.params, shapes):
             p.grad = torch.from_numpy(grng.standard_normal(s).astype(np.float32))
+        torch_class = getattr(torch.optim, CONFIG.info.torch_name)
         if kind == "zero":
-            self.opt = ZeroRedundancyOptimizer(self.params, optimizer_class=torch.optim.Adam,
-                                               lr=LR, fused=True)
+            self.opt = ZeroRedundancyOptimizer(self.params, optimizer_class=torch_class,
+                                               fused=True, **_kwargs())
         else:
-            self.opt = torch.optim.Adam(self.params, lr=LR, fused=True)
+            self.opt = torch_class(self.params, fused=True, **_kwargs())
         # DDP's buckets: reverse parameter order, the first one 1 MiB, then 25 MiB
         self.buckets = []
         current, size, cap = [], 0, DDP_FIRST_BUCKET_BYTES
@@ -171,10 +185,10 @@ def run(args, comm):
     nbytes = elements * 4
 
     peers = {
-        "fastoptim DistributedOptimizer(Adam)": _FastoptimPeer("dp", shapes, rank, comm),
-        "fastoptim ZeRO(Adam, average_gradients=True)": _FastoptimPeer("zero-rs", shapes, rank,
+        f"fastoptim DistributedOptimizer({OPT})": _FastoptimPeer("dp", shapes, rank, comm),
+        f"fastoptim ZeRO({OPT}, average_gradients=True)": _FastoptimPeer("zero-rs", shapes, rank,
                                                                        comm),
-        "fastoptim allreduce_gradients + ZeRO(Adam)": _FastoptimPeer("zero-ar", shapes, rank,
+        f"fastoptim allreduce_gradients + ZeRO({OPT})": _FastoptimPeer("zero-ar", shapes, rank,
                                                                      comm),
     }
     torch_note = None
@@ -184,9 +198,9 @@ def run(args, comm):
 
             torch.set_num_threads(threads)
             dist = _init_gloo(comm)
-            peers["torch gloo all_reduce (DDP buckets) + ZeRO(Adam, fused)"] = _TorchPeer(
+            peers[f"torch gloo all_reduce (DDP buckets) + ZeRO({OPT}, fused)"] = _TorchPeer(
                 "zero", shapes, rank, n)
-            peers["torch gloo all_reduce (DDP buckets) + Adam(fused)"] = _TorchPeer(
+            peers[f"torch gloo all_reduce (DDP buckets) + {OPT}(fused)"] = _TorchPeer(
                 "ddp", shapes, rank, n)
         except ImportError as exc:
             torch_note = f"torch peers skipped: {exc}"
@@ -203,8 +217,8 @@ def run(args, comm):
     def one_pass():  # one read + write pass over the gradients, no communication
         for dst, src in zip(copies, arrays):
             np.copyto(dst, src)
-    local_opt = fo.Adam(peers["fastoptim DistributedOptimizer(Adam)"].params, lr=LR)
-    peers["fastoptim Adam step alone (no communication)"] = type(
+    local_opt = _make(peers[f"fastoptim DistributedOptimizer({OPT})"].params)
+    peers[f"fastoptim {OPT} step alone (no communication)"] = type(
         "_Local", (), {"step": staticmethod(lambda: local_opt.step())})()
     transfers = {
         "raw MPI.Allreduce, 16 bytes (latency)": lambda: comm.Allreduce(MPI.IN_PLACE, tiny,
@@ -218,9 +232,9 @@ def run(args, comm):
         "fastoptim allreduce_gradients (average)": lambda: fd.allreduce_gradients(
             grads_only, comm=comm),
     }
-    if "torch gloo all_reduce (DDP buckets) + Adam(fused)" in peers:
+    if f"torch gloo all_reduce (DDP buckets) + {OPT}(fused)" in peers:
         transfers["torch gloo all_reduce, DDP buckets (average)"] = peers[
-            "torch gloo all_reduce (DDP buckets) + Adam(fused)"].allreduce
+            f"torch gloo all_reduce (DDP buckets) + {OPT}(fused)"].allreduce
 
     for fn in list(peers.values()) + list(transfers.values()):  # warm-up: buffers, first touch
         (fn.step if hasattr(fn, "step") else fn)()
@@ -235,9 +249,9 @@ def run(args, comm):
         dist.destroy_process_group()
 
     collectives = {
-        "dp": len(peers["fastoptim DistributedOptimizer(Adam)"].opt._fo_distributed.averager
+        "dp": len(peers[f"fastoptim DistributedOptimizer({OPT})"].opt._fo_distributed.averager
                   ._plans.popitem()[1].units) + 1,
-        "zero": _zero_collectives(peers["fastoptim ZeRO(Adam, average_gradients=True)"].opt),
+        "zero": _zero_collectives(peers[f"fastoptim ZeRO({OPT}, average_gradients=True)"].opt),
     }
     report = {"ranks": n, "collectives": collectives, "threads_per_rank": threads, "elements": elements, "bytes": nbytes,
               "quick": args.quick, "steps": args.steps, "repeats": args.repeats,
@@ -257,8 +271,8 @@ def format_report(report, note=None):
     lines = [f"fastoptim {fo.__version__}: {report['ranks']} ranks, {report['threads_per_rank']} "
              f"thread(s) per rank; transformer mix{' (quick)' if report['quick'] else ''}: "
              f"{report['elements']:,} float32 parameters ({report['bytes'] / 1e6:.1f} MB of "
-             "gradients per rank)", "", "averaged step (gradient averaging + Adam step):"]
-    torch_zero = report["step_ms"].get("torch gloo all_reduce (DDP buckets) + ZeRO(Adam, fused)")
+             "gradients per rank)", "", f"averaged step (gradient averaging + {OPT} step):"]
+    torch_zero = report["step_ms"].get(f"torch gloo all_reduce (DDP buckets) + ZeRO({OPT}, fused)")
     for name, ms in report["step_ms"].items():
         ratio = f"  {torch_zero / ms:5.2f}x torch gloo + ZeRO" if torch_zero else ""
         lines.append(f"  {name:58s} {ms:9.2f} ms{ratio}")
@@ -275,7 +289,7 @@ def format_report(report, note=None):
         lines.append(f"  {name:58s} {ms:9.2f} ms {report['bytes'] / ms / 1e6:7.2f} GB/s "
                      f"{100 * raw / ms:6.1f}% of raw MPI")
     lines += ["", "projection (the model of docs 'Scaling out'; link speed and latency assumed, "
-              "the Adam step and copy costs measured above):",
+              f"the {OPT} step and copy costs measured above):",
               f"  {'ranks':>5s} {'link':>9s} {'DP step':>10s} {'eff.':>6s} {'ZeRO step':>10s} "
               f"{'eff.':>6s}  ZeRO's largest term"]
     for row in report["projection"]:
@@ -296,21 +310,21 @@ def project(report, ranks=(8, 64, 512), links=(25, 100)):
 
     Model (bandwidth-optimal collectives; every rank holds the whole model):
 
-    * data parallel: ``t = t_adam + t_div + 2 (n-1)/n * B / W + c_dp * 2 (n-1) * alpha``
+    * data parallel: ``t = t_step + t_div + 2 (n-1)/n * B / W + c_dp * 2 (n-1) * alpha``
     * ZeRO, reduce-scatter + parameter exchange:
-      ``t = t_adam / n + t_copy + 2 (n-1)/n * B / W + c_zero * 2 (n-1) * alpha``, with
+      ``t = t_step / n + t_copy + 2 (n-1)/n * B / W + c_zero * 2 (n-1) * alpha``, with
       ``t_copy`` four passes over the gradients (pack and unpack, gradients and parameters)
 
     ``B`` is the gradient bytes, ``W`` the link bandwidth, ``alpha`` the per-message latency,
     ``c`` the reductions per step (buckets, and the layout check), each an ``Alltoallv`` and an
-    ``Allgatherv`` of ``n-1`` messages per rank; ``t_adam`` (the Adam step on all parameters) and ``t_div``
+    ``Allgatherv`` of ``n-1`` messages per rank; ``t_step`` (the optimizer step on all parameters) and ``t_div``
     (one pass over the gradients) come from this run's measurements.
-    Efficiency is ``t_adam / t``: the single-process step against the averaged one, for the
+    Efficiency is ``t_step / t``: the single-process step against the averaged one, for the
     same per-rank work (weak scaling), forward and backward passes excluded.
     """
     step = report["step_ms"]
     transfer = report["allreduce_ms"]
-    t_adam = step["fastoptim Adam step alone (no communication)"] / 1e3
+    t_step = step[f"fastoptim {OPT} step alone (no communication)"] / 1e3
     # one pass over the gradients, measured: the division by n is one, packing and unpacking
     # the gradients for the reduce-scatter and the parameters for the allgather are four
     t_div = transfer["one copy pass over the gradients (no communication)"] / 1e3
@@ -323,12 +337,12 @@ def project(report, ranks=(8, 64, 512), links=(25, 100)):
         for n in ranks:
             wire = 2 * (n - 1) / n * nbytes / bandwidth
             latency = 2 * (n - 1) * alpha
-            dp = t_adam + t_div + wire + report["collectives"]["dp"] * latency
-            zero = t_adam / n + t_copy + wire + report["collectives"]["zero"] * latency
+            dp = t_step + t_div + wire + report["collectives"]["dp"] * latency
+            zero = t_step / n + t_copy + wire + report["collectives"]["zero"] * latency
             parts = {"link bandwidth": wire, "message latency":
-                     report["collectives"]["zero"] * latency, "optimizer step": t_adam / n}
-            rows.append({"ranks": n, "gbps": gbps, "dp_ms": 1e3 * dp, "dp_eff": t_adam / dp,
-                         "zero_ms": 1e3 * zero, "zero_eff": t_adam / zero,
+                     report["collectives"]["zero"] * latency, "optimizer step": t_step / n}
+            rows.append({"ranks": n, "gbps": gbps, "dp_ms": 1e3 * dp, "dp_eff": t_step / dp,
+                         "zero_ms": 1e3 * zero, "zero_eff": t_step / zero,
                          "bottleneck": max(parts, key=parts.get)})
     return rows
 

@@ -29,11 +29,8 @@ except ImportError:  # pragma: no cover - depends on the layout of this checkout
     from fastoptim import demo as _demo
 
 PROG = "mpirun -n N python -m fastoptim demo --distributed"
-OPTIMIZERS = {
-    "adamw": (fo.AdamW, {}),
-    "adam": (fo.Adam, {}),
-    "sgd": (fo.SGD, {"momentum": 0.9, "nesterov": True}),
-}
+# The demo's optimizers (its registry settings): class and further hyperparameters.
+OPTIMIZERS = {name: (info.cls, info.demo.get("kwargs", {})) for name, info in _demo._DEMO.items()}
 
 
 class ShardedTraining(_demo.Training):
@@ -113,7 +110,7 @@ def _config(args, ckpt):
                 raise ValueError(f"--{key.replace('_', '-')} {value} does not match the "
                                  f"checkpoint's {config[key]}: a resumed run keeps its settings")
         return config
-    name = given.get("optimizer", "adamw")
+    name = given.get("optimizer", _demo.DEFAULT_OPTIMIZER)
     lr, weight_decay = _demo.DEFAULT_HPARAMS[name]
     return {"optimizer": name, "lr": float(given.get("lr", lr)),
             "weight_decay": float(given.get("weight_decay", weight_decay)),

@@ -4,6 +4,7 @@ from copy import deepcopy
 import numpy as np
 
 from fastoptim.optimizer import Optimizer
+from fastoptim.optim import registry as _registry
 from fastoptim.distributed._collectives import (
     _Scratch, hash_layout, mpi_type, reduce_scatter,
 )
@@ -44,6 +45,16 @@ class _PackedLayout:
             yield param, buffer[offset:offset + size].reshape(param.shape)
             offset += size
 
+
+
+def _couples_parameters(optimizer_class):
+    """Whether ``optimizer_class`` updates all parameters in one coupled step (its class says
+    ``_couples_parameters``), or bears the name of a fastoptim optimizer that does."""
+    import fastoptim.optim as optim
+
+    coupled = [name for name in optim.__all__
+               if getattr(getattr(optim, name), "_couples_parameters", False)]
+    return getattr(optimizer_class, "_couples_parameters", False) or optimizer_class.__name__ in coupled
 
 class ZeroRedundancyOptimizer(Optimizer):
     r"""ZeRO stage 1: each rank keeps and updates the optimizer state of its share of parameters.
@@ -108,16 +119,17 @@ class ZeroRedundancyOptimizer(Optimizer):
     def __init__(self, params, optimizer_class, comm=None, average_gradients=False, **defaults):
         if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, Optimizer)):
             raise TypeError(
-                "optimizer_class must be a fastoptim optimizer class (e.g. fastoptim.Adam), got "
-                f"{optimizer_class!r}"
+                "optimizer_class must be a fastoptim optimizer class (e.g. "
+                f"fastoptim.{next(iter(_registry.OPTIMIZERS))}), got {optimizer_class!r}"
             )
         if issubclass(optimizer_class, ZeroRedundancyOptimizer):
             raise TypeError("optimizer_class cannot itself be a ZeroRedundancyOptimizer")
-        if optimizer_class.__name__ == "LBFGS":
+        if _couples_parameters(optimizer_class):
+            name = optimizer_class.__name__
             raise ValueError(
-                "ZeroRedundancyOptimizer shards per-parameter updates; LBFGS couples all "
+                f"ZeroRedundancyOptimizer shards per-parameter updates; {name} couples all "
                 "parameters in one update, so it cannot be sharded. Use "
-                "DistributedOptimizer(fastoptim.LBFGS(...)) instead"
+                f"DistributedOptimizer(fastoptim.{name}(...)) instead"
             )
         if not isinstance(average_gradients, (bool, np.bool_)):
             raise TypeError(f"average_gradients must be True or False, got {average_gradients!r}")

@@ -84,8 +84,13 @@ def _array_class(obj):
     return parameter_module is not None and cls is getattr(parameter_module, "Parameter", None)
 
 
+def _is_bfloat16(dtype):
+    """ml_dtypes.bfloat16 (a NumPy user dtype of kind "V"), written as numpy.dtype("bfloat16")."""
+    return dtype.kind == "V" and dtype.names is None and dtype.itemsize == 2 and dtype.name == "bfloat16"
+
+
 def _check_dtype(dtype, what):
-    if dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None:
+    if (dtype.kind not in _ALLOWED_KINDS and not _is_bfloat16(dtype)) or dtype.fields is not None:
         hint = (
             "object arrays can hold arbitrary Python objects and are never loaded safely; "
             "convert it to a numeric dtype or to a list"
@@ -350,13 +355,15 @@ class _Encoder:
         self._put(_TUPLE_OPCODES.get(len(shape), b"t"))
 
     def _emit_dtype(self, dtype):
-        key = ("dtype", dtype.str)
+        # bfloat16 (ml_dtypes; low-precision optimizer state) by its registered name
+        spec = "bfloat16" if _is_bfloat16(dtype) else dtype.str
+        key = ("dtype", spec)
         index = self._memo.get(key)
         if index is not None:
             self._put_get(index)
             return
         self._global("numpy", "dtype")
-        self._put(_encode_str_small(dtype.str) + b"\x85R")
+        self._put(_encode_str_small(spec) + b"\x85R")
         self._memoize(key)
 
     def _emit_array(self, array, memo_key):

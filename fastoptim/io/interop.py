@@ -137,6 +137,15 @@ def _convert(value, leaf, key=None):
     return leaf(value, key)
 
 
+def _bfloat16():
+    """``ml_dtypes.bfloat16`` as a NumPy dtype, or None without ml_dtypes."""
+    try:
+        import ml_dtypes  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        return None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
 def to_torch(state_dict):
     """Convert a fastoptim optimizer state dict into one that ``torch.optim`` can load.
 
@@ -171,6 +180,9 @@ def to_torch(state_dict):
                 _warn_inexact_step(value, stacklevel=5)
             return torch.tensor(float(value), dtype=step_dtype)
         if isinstance(value, np.ndarray):
+            if value.dtype.kind == "V" and value.dtype.name == "bfloat16":  # ml_dtypes: bit copy
+                return torch.from_numpy(np.array(value, copy=True, order="C").view(np.int16)).view(
+                    torch.bfloat16)
             return torch.from_numpy(np.array(value, copy=True, order="C"))
         if isinstance(value, np.generic) and not isinstance(value, (float, int, bool, str)):
             return torch.from_numpy(np.array(value, copy=True))
@@ -195,7 +207,8 @@ def from_torch(state_dict):
     -------
     dict
         The same layout with every tensor replaced by a NumPy array holding a copy of it
-        (dtype kept; bfloat16, which NumPy lacks, becomes float32 exactly) and every ``step``
+        (dtype kept; bfloat16 as ``ml_dtypes.bfloat16``, or float32 exactly where ml_dtypes is
+        not installed) and every ``step``
         tensor by an exact Python int. The result loads with
         :meth:`fastoptim.Optimizer.load_state_dict`, which checks and casts it further. Nothing
         is shared with ``state_dict``.
@@ -212,7 +225,11 @@ def from_torch(state_dict):
     def to_numpy(tensor):
         tensor = tensor.detach().cpu()
         if tensor.dtype == torch.bfloat16:
-            tensor = tensor.to(torch.float32)
+            bfloat16 = _bfloat16()
+            if bfloat16 is None:
+                tensor = tensor.to(torch.float32)
+            else:  # the bits, as ml_dtypes.bfloat16
+                return np.array(tensor.contiguous().view(torch.int16).numpy(), copy=True).view(bfloat16)
         return np.array(tensor.numpy(), copy=True)
 
     def leaf(value, key):

@@ -100,25 +100,12 @@ class _StorageClass(_Marker):
     """``torch.FloatStorage`` and the like (or ``UntypedStorage``, ``dtype`` None)."""
 
     __slots__ = ("qualname", "dtype_name")
-
-    def __init__(self, qualname, dtype_name):
-        self.qualname = qualname
-        self.dtype_name = dtype_name
-
-    @property
-    def what(self):
-        return f"the storage class '{self.qualname}'"
+    _what = "the storage class '{self.qualname}'"
 
 
 class _TorchDtype(_Marker):
     __slots__ = ("name",)
-
-    def __init__(self, name):
-        self.name = name
-
-    @property
-    def what(self):
-        return f"the dtype 'torch.{self.name}'"
+    _what = "the dtype 'torch.{self.name}'"
 
 
 class _TensorType(_Marker):
@@ -126,9 +113,6 @@ class _TensorType(_Marker):
 
     __slots__ = ("qualname",)
     what = "a tensor class"
-
-    def __init__(self, qualname):
-        self.qualname = qualname
 
 
 class _Storage(_Marker):

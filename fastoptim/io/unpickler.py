@@ -27,6 +27,7 @@ a marker that would land in one is refused, so no other type can leak out.
 
 import _compat_pickle
 import collections
+import pickletools
 import re
 import struct
 
@@ -54,24 +55,29 @@ class MalformedContent(Exception):
 
 
 class _Marker:
-    """Base class of the values that may sit on the stack but never in the result."""
+    """Base class of the values that may sit on the stack but never in the result.
+
+    A subclass names its attributes in ``__slots__`` (the constructor's arguments, in order) and
+    says what it is in messages with ``what``, or with ``_what``, a template over its attributes.
+    """
 
     __slots__ = ()
-    what = "an internal value"
+    _what = "an internal value"
+
+    def __init__(self, *values):
+        for name, value in zip(self.__slots__, values):
+            setattr(self, name, value)
+
+    @property
+    def what(self):
+        return self._what.format(self=self)
 
 
 class _GlobalRef(_Marker):
     """A global from the allow-list; ``reduce`` builds the object from REDUCE's arguments."""
 
     __slots__ = ("qualname", "reduce")
-
-    def __init__(self, qualname, reduce):
-        self.qualname = qualname
-        self.reduce = reduce
-
-    @property
-    def what(self):
-        return f"the global '{self.qualname}'"
+    _what = "the global '{self.qualname}'"
 
 
 class _DtypeRef(_Marker):
@@ -167,6 +173,14 @@ _MAX_NDIM = 64
 def _parse_dtype(spec):
     if type(spec) is not str:
         raise MalformedContent(f"numpy.dtype was given a {type(spec).__name__}, not a str")
+    if spec == "bfloat16":
+        # low-precision optimizer state (docs/low_precision.rst): ml_dtypes' bfloat16 by name
+        try:
+            import ml_dtypes  # noqa: PLC0415 - optional dependency
+        except ImportError:
+            raise MalformedContent("the checkpoint holds bfloat16 arrays, which need the "
+                                   "ml_dtypes package: pip install ml_dtypes") from None
+        return np.dtype(ml_dtypes.bfloat16)
     if not _DTYPE_RE.fullmatch(spec):
         raise UnsafeContent(
             f"dtype {spec!r} is not allowed: only numeric dtypes (bool, signed and unsigned "
@@ -419,22 +433,17 @@ _DICT_TYPES = (dict, collections.OrderedDict, collections.Counter)
 # Opcodes that are well-formed pickle but never needed for the allowed types; the file is
 # refused as unsafe with the opcode's name (and for INST, the global it names).
 _REFUSED_OPCODES = {
-    b"P"[0]: "PERSID (persistent id)",
-    b"Q"[0]: "BINPERSID (persistent id)",
-    b"o"[0]: "OBJ (instance creation)",
-    b"\x81"[0]: "NEWOBJ (instance creation)",
-    b"\x92"[0]: "NEWOBJ_EX (instance creation)",
-    b"\x82"[0]: "EXT1 (extension registry)",
-    b"\x83"[0]: "EXT2 (extension registry)",
-    b"\x84"[0]: "EXT4 (extension registry)",
-    b"\x8f"[0]: "EMPTY_SET (sets are not an allowed type)",
-    b"\x90"[0]: "ADDITEMS (sets are not an allowed type)",
-    b"\x91"[0]: "FROZENSET (frozensets are not an allowed type)",
-    b"\x97"[0]: "NEXT_BUFFER (out-of-band buffer)",
-    b"\x98"[0]: "READONLY_BUFFER (out-of-band buffer)",
-    b"S"[0]: "STRING (Python 2 str)",
-    b"T"[0]: "BINSTRING (Python 2 str)",
-    b"U"[0]: "SHORT_BINSTRING (Python 2 str)",
+    op.code.encode("latin-1")[0]: f"{op.name} ({why})"
+    for names, why in [
+        (("PERSID", "BINPERSID"), "persistent id"),
+        (("OBJ", "NEWOBJ", "NEWOBJ_EX"), "instance creation"),
+        (("EXT1", "EXT2", "EXT4"), "extension registry"),
+        (("EMPTY_SET", "ADDITEMS"), "sets are not an allowed type"),
+        (("FROZENSET",), "frozensets are not an allowed type"),
+        (("NEXT_BUFFER", "READONLY_BUFFER"), "out-of-band buffer"),
+        (("STRING", "BINSTRING", "SHORT_BINSTRING"), "Python 2 str"),
+    ]
+    for op in pickletools.opcodes if op.name in names
 }
 
 _U8 = struct.Struct("<B")

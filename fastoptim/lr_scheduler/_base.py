@@ -281,6 +281,14 @@ class LRScheduler:
         self._optimizer_step_at_init = _resolve_optimizer_step(optimizer)
         self._initial_step()
 
+
+    def _init(self, optimizer, last_epoch, **hyperparameters):
+        """A subclass's ``__init__`` after its checks: store its hyperparameters as attributes
+        (in the given order), then start as :class:`LRScheduler` does."""
+        for name, value in hyperparameters.items():
+            setattr(self, name, value)
+        LRScheduler.__init__(self, optimizer, last_epoch)
+
     def _initial_step(self):
         """Reset the step count and perform the constructor's step (in initial mode)."""
         self._step_count = 0

@@ -345,6 +345,11 @@ def _v_schedule_phases(scheduler, key, value):
     return phases
 
 
+def _phase(end_step, start_lr, end_lr, start_momentum, end_momentum):
+    """One phase of :class:`OneCycleLR`: its last step and the group keys it goes from and to."""
+    return {"end_step": end_step, "start_lr": start_lr, "end_lr": end_lr,
+            "start_momentum": start_momentum, "end_momentum": end_momentum}
+
 class OneCycleLR(_MomentumCyclingState, LRScheduler):
     r"""The 1cycle policy: warm up to ``max_lr``, then anneal far below the initial lr.
 
@@ -467,46 +472,22 @@ class OneCycleLR(_MomentumCyclingState, LRScheduler):
         else:
             raise ValueError("You must define either total_steps OR (epochs AND steps_per_epoch)")
 
+        # torch's phases: up from initial_lr to max_lr, (three_phase: back to initial_lr,) down to
+        # min_lr; the momentum moves the other way.
+        warmup = _phase(float(pct_start * self.total_steps) - 1, "initial_lr", "max_lr",
+                        "max_momentum", "base_momentum")
         if three_phase:
             self._schedule_phases = [
-                {
-                    "end_step": float(pct_start * self.total_steps) - 1,
-                    "start_lr": "initial_lr",
-                    "end_lr": "max_lr",
-                    "start_momentum": "max_momentum",
-                    "end_momentum": "base_momentum",
-                },
-                {
-                    "end_step": float(2 * pct_start * self.total_steps) - 2,
-                    "start_lr": "max_lr",
-                    "end_lr": "initial_lr",
-                    "start_momentum": "base_momentum",
-                    "end_momentum": "max_momentum",
-                },
-                {
-                    "end_step": self.total_steps - 1,
-                    "start_lr": "initial_lr",
-                    "end_lr": "min_lr",
-                    "start_momentum": "max_momentum",
-                    "end_momentum": "max_momentum",
-                },
+                warmup,
+                _phase(float(2 * pct_start * self.total_steps) - 2, "max_lr", "initial_lr",
+                       "base_momentum", "max_momentum"),
+                _phase(self.total_steps - 1, "initial_lr", "min_lr", "max_momentum",
+                       "max_momentum"),
             ]
         else:
             self._schedule_phases = [
-                {
-                    "end_step": float(pct_start * self.total_steps) - 1,
-                    "start_lr": "initial_lr",
-                    "end_lr": "max_lr",
-                    "start_momentum": "max_momentum",
-                    "end_momentum": "base_momentum",
-                },
-                {
-                    "end_step": self.total_steps - 1,
-                    "start_lr": "max_lr",
-                    "end_lr": "min_lr",
-                    "start_momentum": "base_momentum",
-                    "end_momentum": "max_momentum",
-                },
+                warmup,
+                _phase(self.total_steps - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"),
             ]
 
         if pct_start < 0 or pct_start > 1 or not isinstance(pct_start, float):

@@ -210,9 +210,7 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         _check_nonzero_period("StepLR", "step_size", step_size)
-        self.step_size = step_size
-        self.gamma = gamma
-        super().__init__(optimizer, last_epoch)
+        self._init(optimizer, last_epoch, step_size=step_size, gamma=gamma)
 
     def get_lr(self):
         """Return ``group["lr"] * gamma`` at non-zero multiples of ``step_size``, else ``group["lr"]``."""
@@ -274,9 +272,7 @@ class MultiStepLR(LRScheduler):
     _state_validators = {"milestones": _v_milestones, "gamma": _v_real}
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
-        self.milestones = Counter(milestones)
-        self.gamma = gamma
-        super().__init__(optimizer, last_epoch)
+        self._init(optimizer, last_epoch, milestones=Counter(milestones), gamma=gamma)
 
     def get_lr(self):
         """Return ``group["lr"] * gamma ** count`` at a milestone, else ``group["lr"]``."""
@@ -352,9 +348,7 @@ class ConstantLR(LRScheduler):
 
     def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
         _check_constant_factor(factor)
-        self.factor = factor
-        self.total_iters = total_iters
-        super().__init__(optimizer, last_epoch)
+        self._init(optimizer, last_epoch, factor=factor, total_iters=total_iters)
 
     def get_lr(self):
         """Scale by ``factor`` at step 0 and by ``1 / factor`` at ``total_iters``."""
@@ -424,10 +418,8 @@ class LinearLR(LRScheduler):
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
         _check_start_factor(start_factor)
         _check_end_factor(end_factor)
-        self.start_factor = start_factor
-        self.end_factor = end_factor
-        self.total_iters = total_iters
-        super().__init__(optimizer, last_epoch)
+        self._init(optimizer, last_epoch, start_factor=start_factor, end_factor=end_factor,
+                   total_iters=total_iters)
 
     def get_lr(self):
         """Return the current lrs times the next linear increment (``start_factor`` at step 0)."""
@@ -493,8 +485,7 @@ class ExponentialLR(LRScheduler):
     _state_validators = {"gamma": _v_real}
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
-        self.gamma = gamma
-        super().__init__(optimizer, last_epoch)
+        self._init(optimizer, last_epoch, gamma=gamma)
 
     def get_lr(self):
         """Return ``group["lr"] * gamma`` (the current lrs in the initial step)."""
@@ -546,9 +537,7 @@ class PolynomialLR(LRScheduler):
     _state_validators = {"total_iters": _v_real, "power": _v_real}
 
     def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
-        self.total_iters = total_iters
-        self.power = power
-        super().__init__(optimizer, last_epoch)
+        self._init(optimizer, last_epoch, total_iters=total_iters, power=power)
 
     def get_lr(self):
         """Return the current lrs times the next polynomial decay factor."""
@@ -613,9 +602,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
         _check_nonzero_period("CosineAnnealingLR", "T_max", T_max)
-        self.T_max = T_max
-        self.eta_min = eta_min
-        super().__init__(optimizer, last_epoch)
+        self._init(optimizer, last_epoch, T_max=T_max, eta_min=eta_min)
 
     def get_lr(self):
         """Return the next lrs of the recursive cosine form (closed form on a resumed first step)."""
@@ -730,12 +717,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
         _check_cawr_arguments(T_0, T_mult, eta_min)
-        self.T_0 = T_0
-        self.T_i = T_0
-        self.T_mult = T_mult
-        self.eta_min = eta_min
-        self.T_cur = last_epoch
-        super().__init__(optimizer, last_epoch)
+        self._init(optimizer, last_epoch, T_0=T_0, T_i=T_0, T_mult=T_mult, eta_min=eta_min,
+                   T_cur=last_epoch)
 
     def get_lr(self):
         """Return ``eta_min + (base_lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2`` per group."""

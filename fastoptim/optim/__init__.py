@@ -4,7 +4,9 @@
   the step template every elementwise optimizer uses);
 * :mod:`fastoptim.optim.registry`: the optimizer table, one entry per optimizer;
 * ``_validation``: the class layer's checks and conversions, each in one place;
-* one module per optimizer (``sgd``, ``adam``, ...): its signature, docstring and torch's checks;
+* ``_functional``: what the functional forms share;
+* one module per optimizer (``sgd``, ``adam``, ...): its functional form, then its class
+  (signature, docstring and torch's checks);
   the reductions (``adafactor``, ``lbfgs``, ``muon``) implement their own ``step``.
 
 Import the classes from the top level (``fastoptim.SGD``); ``fastoptim.optimizer`` is the public
@@ -18,39 +20,22 @@ from fastoptim.optim.base import (
 )
 from fastoptim.optim.sgd import SGD
 from fastoptim.optim.adam import Adam, AdamW
-from fastoptim.optim.adafactor import Adafactor
-from fastoptim.optim.lbfgs import LBFGS
-from fastoptim.optim.muon import Muon
-# -- cls1 --
 from fastoptim.optim.rmsprop import RMSprop
 from fastoptim.optim.adagrad import Adagrad
 from fastoptim.optim.adadelta import Adadelta
 from fastoptim.optim.adamax import Adamax
 from fastoptim.optim.lion import Lion
+from fastoptim.optim.nadam import NAdam
+from fastoptim.optim.radam import RAdam
+from fastoptim.optim.asgd import ASGD
+from fastoptim.optim.rprop import Rprop
+from fastoptim.optim.adafactor import Adafactor
+from fastoptim.optim.lbfgs import LBFGS
+from fastoptim.optim.muon import Muon
 
-__all__ = [
-    "Optimizer",
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adafactor",
-    "LBFGS",
-    "Muon",
-    # -- cls1 --
-    "RMSprop",
-    "Adagrad",
-    "Adadelta",
-    "Adamax",
-    "Lion",
-    "register_optimizer_step_pre_hook",
-    "register_optimizer_step_post_hook",
-    "required",
-]
+# Every optimizer class, in the order of the API reference (fastoptim's top level exports them).
+_OPTIMIZER_CLASSES = ["SGD", "Adam", "AdamW", "Adafactor", "LBFGS", "Muon", "RMSprop", "Adagrad",
+                     "Adadelta", "Adamax", "Lion", "NAdam", "RAdam", "ASGD", "Rprop"]
 
-# -- cls2 --
-from fastoptim.optim.nadam import NAdam  # noqa: E402
-from fastoptim.optim.radam import RAdam  # noqa: E402
-from fastoptim.optim.asgd import ASGD  # noqa: E402
-from fastoptim.optim.rprop import Rprop  # noqa: E402
-
-__all__ += ["NAdam", "RAdam", "ASGD", "Rprop"]
+__all__ = ["Optimizer", *_OPTIMIZER_CLASSES, "register_optimizer_step_pre_hook",
+           "register_optimizer_step_post_hook", "required"]

@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from fastoptim.parameter import Parameter, _describe
+from fastoptim.parameter import Parameter, _describe, _grad_mismatch
 
 __all__ = []  # private helpers of fastoptim.optim
 
@@ -41,10 +41,48 @@ def _check_lr(lr):
         raise ValueError(f"Invalid learning rate: {lr}")
 
 
-def _check_betas_pair(betas):
-    """A group's ``betas`` must be a pair (a loaded or edited group may hold anything)."""
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+def _check_at_least_zero(value, what):
+    """torch's ``if not 0.0 <= value: raise ValueError(f"Invalid {what}: {value}")``."""
+    if not 0.0 <= value:
+        raise ValueError(f"Invalid {what}: {value}")
+
+
+def _check_betas(betas, top=1.0, top_included=False):
+    """torch's checks of ``betas[0]`` then ``betas[1]``: in ``[0, top)`` (``[0, top]`` with
+    ``top_included``)."""
+    for index in (0, 1):
+        beta = betas[index]
+        if not (0.0 <= beta <= top if top_included else 0.0 <= beta < top):
+            raise ValueError(f"Invalid beta parameter at index {index}: {beta}")
+
+
+def _check_moment_hyperparameters(lr, betas, eps, weight_decay):
+    """torch 2.13's checks of the two-moment optimizers, in its order: ``lr``, ``eps``, both
+    betas in ``[0, 1)``, ``weight_decay``."""
+    _check_lr(lr)
+    _check_at_least_zero(eps, "epsilon value")
+    _check_betas(betas)
+    _check_at_least_zero(weight_decay, "weight_decay value")
+
+
+def _check_moment_group(optimizer, group):
+    """``_check_hyperparameters`` of a two-moment optimizer whose checks are exactly
+    :func:`_check_moment_hyperparameters` (torch's, in its order)."""
+    _check_moment_hyperparameters(group["lr"], group["betas"], group["eps"], group["weight_decay"])
+
+
+def _check_pairs(group, info):
+    """Each tuple-valued hyperparameter of the registry entry ``info`` (``betas``, ``etas``,
+    ``step_sizes``) must be a pair (a loaded or edited group may hold anything); the message
+    names its entries by their kernel arguments (``betas must be a pair (beta1, beta2)``)."""
+    pairs = {}
+    for name, key, index in info.scalar_access:
+        if index is not None:
+            pairs.setdefault(key, []).append(name)
+    for key, names in pairs.items():
+        value = group[key]
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise ValueError(f"{key} must be a pair ({', '.join(names)}), got {value!r}")
 
 
 def _check_unsupported_flags(group):
@@ -106,10 +144,12 @@ def _check_param(param, index, group_index=None):
             "optimizer can only optimize Tensors, but one of the params is "
             f"{_describe(param)} (fastoptim optimizes fastoptim.Parameter arrays)"
         )
-    if param.dtype not in (np.float32, np.float64) or not param.dtype.isnative:
+    if (param.dtype not in (np.float32, np.float64) or not param.dtype.isnative) and not (
+            param.dtype.itemsize == 2 and param.dtype.name in ("float16", "bfloat16")):
         raise TypeError(
             f"{_where(index, group_index)} has dtype {param.dtype.str}, but the optimizers "
-            "update float32 and float64 Parameters only"
+            "update float32 and float64 Parameters only (and float16/bfloat16 ones through a "
+            "float32 master copy)"
         )
     flags = param.flags
     if not flags.c_contiguous:
@@ -143,23 +183,29 @@ def _check_no_duplicates(params, group_index):
 def _check_grad(param, grad, group_index, group):
     index = next(i for i, p in enumerate(group["params"]) if p is param)
     where = _where(index, group_index)
-    if not isinstance(grad, np.ndarray):
+    problem = _grad_mismatch(grad, param.dtype, param.shape)
+    if problem == "type":
         raise TypeError(
             f"the grad of {where} is a {_describe(grad)}, not a numpy.ndarray; assign an "
             "array to p.grad. Nothing was updated."
         )
-    if grad.dtype != param.dtype:
+    if problem == "dtype":
         raise TypeError(
             f"the grad of {where} has dtype {grad.dtype}, but the parameter has dtype "
             f"{param.dtype} (was the dtype changed in place?); assign "
             f"p.grad = g.astype(np.{param.dtype.name}). Nothing was updated."
         )
-    if grad.shape != param.shape:
+    if problem == "shape":
         raise ValueError(
             f"the grad of {where} has shape {grad.shape}, but the parameter has shape "
             f"{param.shape} (was a shape changed in place?); a gradient must have exactly the "
             "parameter's shape. Nothing was updated."
         )
+
+
+def _with_grad(params):
+    """The parameters that have a gradient, in order (a step skips the others, as torch's)."""
+    return [p for p in params if p.grad is not None]
 
 
 def _check_group_arrays(group_index, group, params, grads):
@@ -297,7 +343,7 @@ def _load_array(value, param, where):
         if _is_torch_tensor(value):
             raise TypeError(_torch_hint(where, value))
         raise TypeError(f"{where} must be a numpy.ndarray, got {_describe(value)}")
-    if value.dtype.kind != "f":
+    if value.dtype.kind != "f" and value.dtype.name != "bfloat16":
         raise TypeError(
             f"{where} has dtype {value.dtype}, but optimizer state must be floating point"
         )

@@ -1,21 +1,56 @@
 """Adadelta, as ``torch.optim.Adadelta``."""
 
-from fastoptim.optim._validation import _check_bool_options, _check_lr, _check_unsupported_flags
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._validation import _check_at_least_zero, _check_lr
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["Adadelta"]
+__all__ = ["Adadelta", "adadelta"]
 
 
-def _check_adadelta_hyperparameters(lr, rho, eps, weight_decay):
-    """torch 2.13's checks, in torch's order and with its messages."""
-    _check_lr(lr)
-    if not 0.0 <= rho <= 1.0:
-        raise ValueError(f"Invalid rho value: {rho}")
-    if not 0.0 <= eps:
-        raise ValueError(f"Invalid epsilon value: {eps}")
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+@_shared_doc
+def adadelta(params, grads, square_avgs, acc_deltas, state_steps, *, lr, rho, eps, weight_decay,
+             maximize):
+    r"""One Adadelta step, in place; torch's ``adadelta`` functional.
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}, \qquad
+        g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \\
+        v_t &\leftarrow \rho\, v_{t-1} + (1-\rho)\, g_t^2 \\
+        \Delta_t &\leftarrow \frac{\sqrt{u_{t-1} + \epsilon}}{\sqrt{v_t + \epsilon}}\, g_t \\
+        u_t &\leftarrow \rho\, u_{t-1} + (1-\rho)\, \Delta_t^2 \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\, \Delta_t
+
+    Rounding follows torch 2.13's CPU single-tensor path op by op.
+
+    Parameters
+    ----------
+    {params}
+    square_avgs : list of ndarray
+        :math:`v`, one per param; updated in place.
+    acc_deltas : list of ndarray
+        :math:`u`, one per param; updated in place.
+    {steps}
+    lr, rho, eps, weight_decay : float
+    maximize : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, g = np.ones(1), np.ones(1)
+    >>> v, u, steps = np.zeros(1), np.zeros(1), [0]
+    >>> F.adadelta([p], [g], [v], [u], steps, lr=1.0, rho=0.75, eps=1e-6, weight_decay=0.0,
+    ...            maximize=False)
+    >>> p.round(6), v
+    (array([0.998]), array([0.25]))
+    """
+    _step(_kernels.adadelta,
+          dict(params=params, grads=grads, square_avgs=square_avgs, acc_deltas=acc_deltas,
+               state_steps=state_steps),
+          dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay), dict(maximize=maximize))
 
 
 class Adadelta(Optimizer):
@@ -95,35 +130,17 @@ class Adadelta(Optimizer):
 
     _info = OPTIMIZERS["Adadelta"]
 
-    def __init__(
-        self,
-        params,
-        lr=1.0,
-        rho=0.9,
-        eps=1e-6,
-        weight_decay=0,
-        foreach=None,
-        *,
-        capturable=False,
-        maximize=False,
-        differentiable=False,
-    ):
-        _check_adadelta_hyperparameters(lr, rho, eps, weight_decay)
-        defaults = {
-            "lr": lr,
-            "rho": rho,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "maximize": maximize,
-            "capturable": capturable,
-            "foreach": foreach,
-            "differentiable": differentiable,
-        }
-        super().__init__(params, defaults)
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *,
+                 capturable=False, maximize=False, differentiable=False):
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize, capturable=capturable, foreach=foreach,
+                                      differentiable=differentiable))
 
-    def _check_group(self, group):
-        _check_adadelta_hyperparameters(
-            group["lr"], group["rho"], group["eps"], group["weight_decay"]
-        )
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    def _check_hyperparameters(self, group):
+        """torch 2.13's checks, in torch's order and with its messages."""
+        _check_lr(group["lr"])
+        rho = group["rho"]
+        if not 0.0 <= rho <= 1.0:
+            raise ValueError(f"Invalid rho value: {rho}")
+        _check_at_least_zero(group["eps"], "epsilon value")
+        _check_at_least_zero(group["weight_decay"], "weight_decay value")

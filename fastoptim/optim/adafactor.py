@@ -3,6 +3,7 @@ import numpy as np
 
 from fastoptim import _train_kernels
 from fastoptim._train_numerics import norm2
+from fastoptim.optim._validation import _with_grad
 from fastoptim.optimizer import Optimizer, _load_array, _load_step, _to_float
 from fastoptim.parameter import _describe
 
@@ -210,9 +211,7 @@ class Adafactor(Optimizer):
             loss = closure()
         for group in self.param_groups:
             params, grads, row_vars, col_vars, variances, steps = [], [], [], [], [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in _with_grad(group["params"]):
                 params.append(p)
                 grads.append(p.grad)
                 state = self.state[p]

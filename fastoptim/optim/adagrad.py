@@ -2,26 +2,53 @@
 
 import numpy as np
 
-from fastoptim.optim._validation import _check_bool_options, _check_lr, _check_unsupported_flags
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._validation import _check_at_least_zero, _check_lr
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["Adagrad"]
+__all__ = ["Adagrad", "adagrad"]
 
 
-def _check_adagrad_hyperparameters(lr, lr_decay, weight_decay, initial_accumulator_value, eps):
-    """torch 2.13's checks, in torch's order and with its messages."""
-    _check_lr(lr)
-    if not 0.0 <= lr_decay:
-        raise ValueError(f"Invalid lr_decay value: {lr_decay}")
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-    if not 0.0 <= initial_accumulator_value:
-        raise ValueError(
-            f"Invalid initial_accumulator_value value: {initial_accumulator_value}"
-        )
-    if not 0.0 <= eps:
-        raise ValueError(f"Invalid epsilon value: {eps}")
+@_shared_doc
+def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_decay, eps, maximize):
+    r"""One Adagrad step (weight decay, learning-rate decay), in place; torch's ``adagrad`` functional.
+
+    With :math:`t` the param's step count after incrementing it:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}, \qquad
+        g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \\
+        \tilde\gamma &= \gamma / (1 + (t - 1)\,\eta) \\
+        s_t &\leftarrow s_{t-1} + g_t^2 \\
+        \theta_t &\leftarrow \theta_{t-1} - \tilde\gamma\, g_t / (\sqrt{s_t} + \epsilon)
+
+    with :math:`\eta` = ``lr_decay``. The starting sums (torch's ``initial_accumulator_value``)
+    are whatever ``state_sums`` holds. Rounding follows torch 2.13's CPU single-tensor path.
+
+    Parameters
+    ----------
+    {params}
+    state_sums : list of ndarray
+        :math:`s`, one per param; updated in place.
+    {steps}
+    lr, weight_decay, lr_decay, eps : float
+    maximize : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, g, s, steps = np.ones(2), np.array([2.0, -0.5]), np.zeros(2), [0]
+    >>> F.adagrad([p], [g], [s], steps, lr=0.1, weight_decay=0.0, lr_decay=0.0, eps=0.0,
+    ...           maximize=False)
+    >>> p, s
+    (array([0.9, 1.1]), array([4.  , 0.25]))
+    """
+    _step(_kernels.adagrad, dict(params=params, grads=grads, state_sums=state_sums, state_steps=state_steps),
+          dict(lr=lr, weight_decay=weight_decay, lr_decay=lr_decay, eps=eps), dict(maximize=maximize))
 
 
 class Adagrad(Optimizer):
@@ -106,47 +133,26 @@ class Adagrad(Optimizer):
 
     _info = OPTIMIZERS["Adagrad"]
 
-    def __init__(
-        self,
-        params,
-        lr=1e-2,
-        lr_decay=0,
-        weight_decay=0,
-        initial_accumulator_value=0,
-        eps=1e-10,
-        foreach=None,
-        *,
-        maximize=False,
-        differentiable=False,
-        fused=None,
-    ):
-        _check_adagrad_hyperparameters(lr, lr_decay, weight_decay, initial_accumulator_value, eps)
-        defaults = {
-            "lr": lr,
-            "lr_decay": lr_decay,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "initial_accumulator_value": initial_accumulator_value,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "fused": fused,
-        }
-        super().__init__(params, defaults)
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+                 eps=1e-10, foreach=None, *, maximize=False, differentiable=False, fused=None):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value,
+                                      foreach=foreach, maximize=maximize,
+                                      differentiable=differentiable, fused=fused))
         # torch creates the state of the constructor's parameters eagerly.
         for group in self.param_groups:
             for p in group["params"]:
-                self.state[p] = {"step": 0, "sum": self._new_buffer("sum", p, group)}
+                self.state[p] = {"step": 0, "sum": self._new_state("sum", p, group)}
 
     def _new_buffer(self, key, param, group):
         """The starting sum: the constructor's ``initial_accumulator_value`` (torch's
         ``self.defaults[...]``, for every group)."""
         return np.full(param.shape, self.defaults["initial_accumulator_value"], dtype=param.dtype)
 
-    def _check_group(self, group):
-        _check_adagrad_hyperparameters(
-            group["lr"], group["lr_decay"], group["weight_decay"],
-            group["initial_accumulator_value"], group["eps"],
-        )
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    def _check_hyperparameters(self, group):
+        """torch 2.13's checks, in torch's order and with its messages."""
+        _check_lr(group["lr"])
+        for key, what in (("lr_decay", "lr_decay value"), ("weight_decay", "weight_decay value"),
+                          ("initial_accumulator_value", "initial_accumulator_value value"),
+                          ("eps", "epsilon value")):
+            _check_at_least_zero(group[key], what)

@@ -2,15 +2,13 @@
 
 import numpy as np
 
-from fastoptim.optim._validation import (
-    _check_bool_options,
-    _check_unsupported_flags,
-    _is_array_scalar,
-)
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _as_list, _flag, _scalar
+from fastoptim.optim._validation import _check_moment_hyperparameters, _is_array_scalar
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["Adam", "AdamW"]
+__all__ = ["Adam", "AdamW", "adam", "adamw"]
 
 
 def _check_adam_hyperparameters(lr, betas, eps, weight_decay, foreach, capturable):
@@ -18,23 +16,9 @@ def _check_adam_hyperparameters(lr, betas, eps, weight_decay, foreach, capturabl
 
     Returns ``betas`` with 1-element arrays squeezed to 0-d, as torch does with tensors.
     """
-    if _is_array_scalar(lr):
-        if foreach and not capturable:
-            raise ValueError(
-                "lr as a Tensor is not supported for capturable=False and foreach=True"
-            )
-        if np.size(lr) != 1:
-            raise ValueError("Tensor lr must be 1-element")
-    if not 0.0 <= lr:
-        raise ValueError(f"Invalid learning rate: {lr}")
-    if not 0.0 <= eps:
-        raise ValueError(f"Invalid epsilon value: {eps}")
-    if not 0.0 <= betas[0] < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-    if not 0.0 <= betas[1] < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    if _is_array_scalar(lr) and foreach and not capturable:
+        raise ValueError("lr as a Tensor is not supported for capturable=False and foreach=True")
+    _check_moment_hyperparameters(lr, betas, eps, weight_decay)
     if not (
         (isinstance(betas[0], float) and isinstance(betas[1], float))
         or (_is_array_scalar(betas[0]) and _is_array_scalar(betas[1]))
@@ -52,6 +36,85 @@ def _check_adam_hyperparameters(lr, betas, eps, weight_decay, foreach, capturabl
     return tuple(
         b.reshape(()) if isinstance(b, np.ndarray) and b.ndim != 0 else b for b in betas
     )
+
+
+def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, amsgrad, beta1,
+         beta2, lr, weight_decay, eps, maximize, decoupled_weight_decay=False):
+    r"""One Adam step (L2 or decoupled weight decay, AMSGrad), in place.
+
+    With :math:`t` the param's step count after incrementing it:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize} \\
+        \theta_{t-1} &\leftarrow \theta_{t-1}\,(1 - \gamma\lambda) \quad\text{if decoupled (AdamW)},
+        \qquad g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{otherwise, if } \lambda \ne 0 \\
+        m_t &\leftarrow \operatorname{lerp}(m_{t-1}, g_t, 1-\beta_1) \\
+        v_t &\leftarrow \beta_2\, v_{t-1} + (1-\beta_2)\, g_t^2 \\
+        \hat v_t &\leftarrow \max(\hat v_{t-1}, v_t) \quad\text{if amsgrad, else } v_t \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\,
+                   \frac{m_t}{\sqrt{\hat v_t}/\sqrt{1-\beta_2^t} + \epsilon}
+
+    As in torch (and unlike the paper), :math:`\epsilon` is added after dividing by
+    :math:`\sqrt{1-\beta_2^t}`, and the first-moment bias correction lives in the step size.
+    Rounding follows torch 2.13's CPU path op by op; results differ from torch only where torch's
+    (MKL, not correctly rounded) ``sqrt`` is one ulp below the IEEE square root used here.
+
+    Parameters
+    ----------
+    params : list of ndarray
+        Updated in place.
+    grads : list of ndarray
+        One per param, same shape and dtype; only read.
+    exp_avgs, exp_avg_sqs : list of ndarray
+        First and second moments, one per param; updated in place.
+    max_exp_avg_sqs : list of ndarray
+        Running maximum of the second moment, one per param; only used (and required) when
+        ``amsgrad`` is true; may be empty otherwise.
+    state_steps : list of int
+        Each param's step count *before* this step. Incremented in place (like torch's step
+        tensors), so after the call it holds the new counts. Exact Python ints.
+    amsgrad : bool
+    beta1, beta2, lr, weight_decay, eps : float
+    maximize : bool
+    decoupled_weight_decay : bool, default False
+        True gives AdamW.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, g = np.zeros(2), np.array([1.0, -2.0])
+    >>> m, v, steps = np.zeros(2), np.zeros(2), [0]
+    >>> F.adam([p], [g], [m], [v], [], steps, amsgrad=False, beta1=0.9, beta2=0.999, lr=0.1,
+    ...        weight_decay=0.0, eps=1e-8, maximize=False)
+    >>> p.round(6), steps
+    (array([-0.1,  0.1]), [1])
+    """
+    params = _as_list("params", params)
+    grads = _as_list("grads", grads)
+    exp_avgs = _as_list("exp_avgs", exp_avgs)
+    exp_avg_sqs = _as_list("exp_avg_sqs", exp_avg_sqs)
+    max_exp_avg_sqs = _as_list("max_exp_avg_sqs", max_exp_avg_sqs)
+    state_steps = _as_list("state_steps", state_steps)
+    _kernels.adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
+                  amsgrad=_flag("amsgrad", amsgrad), beta1=_scalar("beta1", beta1),
+                  beta2=_scalar("beta2", beta2), lr=_scalar("lr", lr),
+                  weight_decay=_scalar("weight_decay", weight_decay), eps=_scalar("eps", eps),
+                  maximize=_flag("maximize", maximize),
+                  decoupled_weight_decay=_flag("decoupled_weight_decay", decoupled_weight_decay))
+
+
+def adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, amsgrad, beta1,
+          beta2, lr, weight_decay, eps, maximize):
+    r"""One AdamW step: :func:`~fastoptim.functional.adam` with ``decoupled_weight_decay=True``.
+
+    The decay multiplies the parameter by :math:`1 - \gamma\lambda` before the moment updates
+    (torch's order), instead of adding :math:`\lambda\theta` to the gradient.
+    """
+    adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, amsgrad=amsgrad,
+         beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps, maximize=maximize,
+         decoupled_weight_decay=True)
 
 
 class Adam(Optimizer):
@@ -151,48 +214,18 @@ class Adam(Optimizer):
 
     _info = OPTIMIZERS["Adam"]
 
-    def __init__(
-        self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0,
-        amsgrad=False,
-        *,
-        foreach=None,
-        maximize=False,
-        capturable=False,
-        differentiable=False,
-        fused=None,
-        decoupled_weight_decay=False,
-    ):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 amsgrad=False, *, foreach=None, maximize=False, capturable=False,
+                 differentiable=False, fused=None, decoupled_weight_decay=False):
         betas = _check_adam_hyperparameters(lr, betas, eps, weight_decay, foreach, capturable)
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "amsgrad": amsgrad,
-            "maximize": maximize,
-            "foreach": foreach,
-            "capturable": capturable,
-            "differentiable": differentiable,
-            "fused": fused,
-            "decoupled_weight_decay": decoupled_weight_decay,
-        }
-        super().__init__(params, defaults)
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      amsgrad=amsgrad, maximize=maximize, foreach=foreach,
+                                      capturable=capturable, differentiable=differentiable,
+                                      fused=fused, decoupled_weight_decay=decoupled_weight_decay))
 
-    def _check_group(self, group):
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        _check_adam_hyperparameters(
-            group["lr"], betas, group["eps"], group["weight_decay"], group["foreach"],
-            group["capturable"],
-        )
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    def _check_hyperparameters(self, group):
+        _check_adam_hyperparameters(group["lr"], group["betas"], group["eps"],
+                                    group["weight_decay"], group["foreach"], group["capturable"])
 
 
 class AdamW(Adam):
@@ -244,32 +277,61 @@ class AdamW(Adam):
 
     _info = OPTIMIZERS["AdamW"]
 
-    def __init__(
-        self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=1e-2,
-        amsgrad=False,
-        *,
-        maximize=False,
-        foreach=None,
-        capturable=False,
-        differentiable=False,
-        fused=None,
-    ):
-        super().__init__(
-            params,
-            lr,
-            betas,
-            eps,
-            weight_decay,
-            amsgrad,
-            foreach=foreach,
-            maximize=maximize,
-            capturable=capturable,
-            differentiable=differentiable,
-            fused=fused,
-            decoupled_weight_decay=True,
-        )
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, *, maximize=False, foreach=None, capturable=False,
+                 differentiable=False, fused=None):
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, foreach=foreach,
+                         maximize=maximize, capturable=capturable, differentiable=differentiable,
+                         fused=fused, decoupled_weight_decay=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peers (fastoptim.tools.peers) that model Adam and AdamW: the registry entry lists them.
+
+def _numpy_rule(peer, group):
+    """torch's single-tensor two-moment step, op by op (``_single_tensor_adam``)."""
+    t = peer.step_count
+    beta1, beta2 = group["betas"]
+    lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
+    decoupled = group["decoupled_weight_decay"]
+    # Per-step scalars in double precision, as torch computes them.
+    step_size = lr / (1.0 - beta1 ** t)
+    bc2_sqrt = (1.0 - beta2 ** t) ** 0.5
+    decay = 1.0 - lr * wd
+    for p, g, (m, v, *vm), s, a, z in peer._pieces_of():
+        if wd != 0:
+            if decoupled:
+                p *= decay                      # param.mul_(1 - lr * wd)
+            else:
+                g = peer._decayed_grad(p, g, wd, a, z)
+        np.subtract(g, m, out=s)                # exp_avg.lerp_(grad, 1 - beta1)
+        s *= 1.0 - beta1
+        m += s
+        v *= beta2                              # exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
+        np.multiply(g, g, out=s)
+        s *= 1.0 - beta2
+        v += s
+        if vm:                                  # amsgrad
+            np.maximum(vm[0], v, out=vm[0])
+            np.sqrt(vm[0], out=s)
+        else:
+            np.sqrt(v, out=s)
+        s /= bc2_sqrt                           # denom = sqrt(v) / bc2_sqrt + eps
+        s += eps
+        np.divide(m, s, out=s)                  # param.addcdiv_(m, denom, -step_size)
+        s *= -step_size
+        p += s
+
+
+def _optax_rule(optax, group):
+    """The optax transformation of this two-moment step (NotImplementedError where optax has none)."""
+    (b1, b2), lr, eps, wd = group["betas"], group["lr"], group["eps"], group["weight_decay"]
+    if group["decoupled_weight_decay"]:
+        if group["amsgrad"]:
+            raise NotImplementedError("the optax peer has no decoupled weight decay with amsgrad")
+        return optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd)
+    if wd != 0:
+        raise NotImplementedError("the optax peer has no L2 (coupled) weight decay")
+    if group["amsgrad"]:
+        return optax.amsgrad(lr, b1=b1, b2=b2, eps=eps)
+    return optax.adam(lr, b1=b1, b2=b2, eps=eps)

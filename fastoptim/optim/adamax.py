@@ -1,28 +1,55 @@
 """Adamax (Adam with the infinity norm), as ``torch.optim.Adamax``."""
 
-from fastoptim.optim._validation import (
-    _check_betas_pair,
-    _check_bool_options,
-    _check_lr,
-    _check_unsupported_flags,
-)
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._validation import _check_moment_group
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["Adamax"]
+__all__ = ["Adamax", "adamax"]
 
 
-def _check_adamax_hyperparameters(lr, betas, eps, weight_decay):
-    """torch 2.13's checks, in torch's order and with its messages."""
-    _check_lr(lr)
-    if not 0.0 <= eps:
-        raise ValueError(f"Invalid epsilon value: {eps}")
-    if not 0.0 <= betas[0] < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-    if not 0.0 <= betas[1] < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+@_shared_doc
+def adamax(params, grads, exp_avgs, exp_infs, state_steps, *, eps, beta1, beta2, lr, weight_decay,
+           maximize=False):
+    r"""One Adamax step (Adam with the infinity norm), in place; torch's ``adamax`` functional.
+
+    With :math:`t` the param's step count after incrementing it:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}, \qquad
+        g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \\
+        m_t &\leftarrow \operatorname{lerp}(m_{t-1}, g_t, 1-\beta_1) \\
+        u_t &\leftarrow \max(\beta_2\, u_{t-1},\ |g_t| + \epsilon) \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma}{1-\beta_1^t}\, \frac{m_t}{u_t}
+
+    As in torch, :math:`\epsilon` is added to :math:`|g_t|` inside the maximum (the paper has
+    none), and the maximum propagates NaN. Rounding follows torch 2.13's CPU single-tensor path.
+
+    Parameters
+    ----------
+    {params}
+    exp_avgs, exp_infs : list of ndarray
+        :math:`m` and :math:`u`, one per param; updated in place.
+    {steps}
+    eps, beta1, beta2, lr, weight_decay : float
+    maximize : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, g = np.zeros(2), np.array([1.0, -4.0])
+    >>> m, u, steps = np.zeros(2), np.zeros(2), [0]
+    >>> F.adamax([p], [g], [m], [u], steps, eps=1e-8, beta1=0.9, beta2=0.999, lr=0.1,
+    ...          weight_decay=0.0)
+    >>> p.round(6), u.round(6)
+    (array([-0.1,  0.1]), array([1., 4.]))
+    """
+    _step(_kernels.adamax,
+          dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_infs=exp_infs, state_steps=state_steps),
+          dict(eps=eps, beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay), dict(maximize=maximize))
 
 
 class Adamax(Optimizer):
@@ -103,36 +130,10 @@ class Adamax(Optimizer):
 
     _info = OPTIMIZERS["Adamax"]
 
-    def __init__(
-        self,
-        params,
-        lr=2e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0,
-        foreach=None,
-        *,
-        maximize=False,
-        differentiable=False,
-        capturable=False,
-    ):
-        _check_adamax_hyperparameters(lr, betas, eps, weight_decay)
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "capturable": capturable,
-        }
-        super().__init__(params, defaults)
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 foreach=None, *, maximize=False, differentiable=False, capturable=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      foreach=foreach, maximize=maximize,
+                                      differentiable=differentiable, capturable=capturable))
 
-    def _check_group(self, group):
-        _check_betas_pair(group["betas"])
-        _check_adamax_hyperparameters(
-            group["lr"], group["betas"], group["eps"], group["weight_decay"]
-        )
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    _check_hyperparameters = _check_moment_group  # torch 2.13's checks, as RAdam's

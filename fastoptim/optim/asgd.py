@@ -2,19 +2,61 @@
 
 import numpy as np
 
-from fastoptim.optim._validation import _check_bool_options, _check_unsupported_flags, _to_float
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._validation import _check_at_least_zero, _check_lr, _to_float
 from fastoptim.optim.base import Optimizer
-from fastoptim.optim.radam import _check_lr
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["ASGD"]
+__all__ = ["ASGD", "asgd"]
 
 
-def _check_asgd_hyperparameters(lr, weight_decay):
-    """torch 2.13's checks, in torch's order and with its messages."""
-    _check_lr(lr)
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+@_shared_doc
+def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, lr, t0, alpha, weight_decay):
+    r"""One ASGD step (averaged SGD), in place; torch's ``asgd`` functional.
+
+    With :math:`\eta_{t-1}`, :math:`\mu_{t-1}` each param's ``eta`` and ``mu`` from the previous
+    step and :math:`t` its step count after incrementing it:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}, \qquad
+        g_t \leftarrow g_t + \lambda_w\,\theta_{t-1} \quad\text{if } \lambda_w \ne 0 \\
+        \theta_t &\leftarrow \theta_{t-1}\,(1 - \lambda\,\eta_{t-1}) - \eta_{t-1}\, g_t \\
+        a_t &\leftarrow \begin{cases} \theta_t & \mu_{t-1} = 1 \\
+                                     a_{t-1} + \mu_{t-1}(\theta_t - a_{t-1}) & \text{otherwise}
+                        \end{cases} \\
+        \eta_t &= \gamma / (1 + \lambda\gamma t)^{\alpha}, \qquad \mu_t = 1 / \max(1, t - t_0)
+
+    :math:`\eta` and :math:`\mu` are 0-d arrays (torch's 0-d tensors: float32 by default), stored
+    rounded to their dtype as torch stores them. Bitwise equal to torch 2.13's CPU single-tensor
+    path.
+
+    Parameters
+    ----------
+    {params}
+    axs : list of ndarray
+        The averaged parameters :math:`a`, one per param; updated in place.
+    mus, etas : list of 0-d ndarray
+        One each per param (torch starts them at 1.0 and ``lr``); updated in place.
+    {steps}
+    maximize : bool, default False
+    lambd, lr, t0, alpha, weight_decay : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, ax = np.ones(2), np.zeros(2)
+    >>> mus, etas, steps = [np.array(1.0, np.float32)], [np.array(0.5, np.float32)], [0]
+    >>> F.asgd([p], [np.array([1.0, -1.0])], [ax], mus, etas, steps, lambd=0.0, lr=0.5, t0=1e6,
+    ...        alpha=0.75, weight_decay=0.0)
+    >>> p, ax, etas[0]
+    (array([0.5, 1.5]), array([0.5, 1.5]), array(0.5, dtype=float32))
+    """
+    _step(_kernels.asgd,
+          dict(params=params, grads=grads, axs=axs, mus=mus, etas=etas, state_steps=state_steps),
+          dict(lambd=lambd, lr=lr, t0=t0, alpha=alpha, weight_decay=weight_decay), dict(maximize=maximize))
 
 
 class ASGD(Optimizer):
@@ -87,32 +129,12 @@ class ASGD(Optimizer):
 
     _info = OPTIMIZERS["ASGD"]
 
-    def __init__(
-        self,
-        params,
-        lr=1e-2,
-        lambd=1e-4,
-        alpha=0.75,
-        t0=1e6,
-        weight_decay=0,
-        foreach=None,
-        maximize=False,
-        differentiable=False,
-        capturable=False,
-    ):
-        _check_asgd_hyperparameters(lr, weight_decay)
-        defaults = {
-            "lr": lr,
-            "lambd": lambd,
-            "alpha": alpha,
-            "t0": t0,
-            "weight_decay": weight_decay,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "capturable": capturable,
-        }
-        super().__init__(params, defaults)
+    def __init__(self, params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0,
+                 foreach=None, maximize=False, differentiable=False, capturable=False):
+        super().__init__(params, dict(lr=lr, lambd=lambd, alpha=alpha, t0=t0,
+                                      weight_decay=weight_decay, foreach=foreach,
+                                      maximize=maximize, differentiable=differentiable,
+                                      capturable=capturable))
 
     def _new_buffer(self, key, param, group):
         """torch's initial state: ``eta`` the group's ``lr`` and ``mu`` one, as 0-d float32
@@ -123,7 +145,7 @@ class ASGD(Optimizer):
             return np.ones((), dtype=np.float32)
         return np.zeros(param.shape, dtype=param.dtype)
 
-    def _check_group(self, group):
-        _check_asgd_hyperparameters(group["lr"], group["weight_decay"])
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    def _check_hyperparameters(self, group):
+        """torch 2.13's checks, in torch's order and with its messages."""
+        _check_lr(group["lr"])
+        _check_at_least_zero(group["weight_decay"], "weight_decay value")

@@ -26,6 +26,7 @@ from itertools import chain
 import numpy as np
 
 from fastoptim import _state_gather
+from fastoptim.optim import _low_precision
 from fastoptim.optim._docs import fill_docstring
 from fastoptim.optim._validation import (
     _SCALAR_STATE_LOADERS,
@@ -33,8 +34,10 @@ from fastoptim.optim._validation import (
     _check_group_arrays,
     _check_no_duplicates,
     _check_no_shared_memory,
+    _check_pairs,
     _check_param,
     _check_state_not_shared,
+    _check_unsupported_flags,
     _describe,
     _diagnose_failed_call,
     _load_array,
@@ -355,16 +358,18 @@ class Optimizer:
     step that another thread of the parent had in progress cannot block the child.
 
     Subclasses: an elementwise optimizer sets ``_info`` to its entry of
-    :data:`fastoptim.optim.registry.OPTIMIZERS` and implements ``__init__`` (torch's signature
-    and checks) and ``_check_group``; the step (gather the state, create missing state once
-    every group is checked, one kernel call per group, store the state), the loading of saved
-    state and the group defaults follow from the entry. A class without ``_info`` implements
+    :data:`fastoptim.optim.registry.OPTIMIZERS` and implements ``__init__`` (torch's signature)
+    and ``_check_hyperparameters`` (torch's checks); the step (gather the state, create missing
+    state once every group is checked, one kernel call per group, store the state), the group
+    checks, the loading of saved state and the group defaults follow from the entry. A class without ``_info`` implements
     ``step`` itself (and, if it keeps state, ``_load_param_state``).
     """
 
     _info = None  # the registry entry of an elementwise optimizer (see "Subclasses")
 
     def __init__(self, params, defaults):
+        if self._info is not None:  # as torch, the hyperparameters before the params
+            self._check_hyperparameters(defaults)
         self.defaults = defaults
         self._optimizer_step_pre_hooks = OrderedDict()
         self._optimizer_step_post_hooks = OrderedDict()
@@ -378,6 +383,7 @@ class Optimizer:
         _track_lock(self)
         self._checked_params = []
         self._checked_state = {}
+        self._low_precision_params = False  # whether a float16/bfloat16 param was ever added
 
         if isinstance(params, np.ndarray):
             raise TypeError(
@@ -387,6 +393,8 @@ class Optimizer:
 
         self.state = defaultdict(dict)
         self.param_groups = []
+        # state_dtype / stochastic_rounding given to an elementwise optimizer's constructor
+        defaults.update(_low_precision.defaults_of(self))
 
         param_groups = list(params)
         if len(param_groups) == 0:
@@ -410,6 +418,9 @@ class Optimizer:
             step.__doc__ = template.__doc__
             step.__module__ = cls.__module__
             cls.step = step
+        init = cls.__dict__.get("__init__")
+        if "_info" in cls.__dict__ and init is not None and not hasattr(init, "_fastoptim_low_precision"):
+            cls.__init__ = _low_precision.wrap_init(init)  # state_dtype=, stochastic_rounding=
         step = cls.__dict__.get("step")
         if isinstance(step, types.FunctionType) and not getattr(step, "_fastoptim_hooked", False):
             cls.step = _with_step_hooks(step)
@@ -516,10 +527,21 @@ class Optimizer:
         return handle
 
     # ------------------------------------------------------------------ per-class policy
-    # ``_check_group`` is the subclass's; the others follow from ``_info`` (the registry entry).
+    # ``_check_hyperparameters`` is the subclass's; the others follow from ``_info`` (the registry entry).
 
     def _check_group(self, group):
-        """Validate the hyperparameters of a complete group (same rules as the constructor)."""
+        """Validate the hyperparameters of a complete group (same rules as the constructor): the
+        entry's tuple-valued ones are pairs, the class's torch checks, then the flags."""
+        info = self._info
+        if info is not None:
+            _check_pairs(group, info)
+            self._check_hyperparameters(group)
+            _check_unsupported_flags(group)
+            _check_bool_options(group, info.flags)
+
+    def _check_hyperparameters(self, group):
+        """torch's checks of the hyperparameters in ``group`` (a group or the constructor's
+        defaults), in torch's order and with its messages: the subclass's."""
 
     def _fill_group_defaults(self, group):
         """Fill keys that older state dicts may lack (torch's ``__setstate__`` defaults), and
@@ -544,7 +566,8 @@ class Optimizer:
         if info is None:
             return _cast_copy(saved, param)
         keys = info.state_keys
-        unknown = [k for k in saved if k not in keys]
+        master = _low_precision.is_low_precision(param.dtype)
+        unknown = [k for k in saved if k not in keys and not (master and k == _low_precision.MASTER_KEY)]
         if unknown:
             has = f"only {keys[0]!r}" if len(keys) == 1 else f"{list(keys)}"
             raise ValueError(
@@ -570,7 +593,12 @@ class Optimizer:
             loaded[key] = _load_scalar_array(saved[key], f"{where}[{key!r}]")
         for key in info.buffers:
             if key in saved:
-                loaded[key] = _load_array(saved[key], param, f"{where}[{key!r}]")
+                loaded[key] = _low_precision.load_state_array(
+                    saved[key], param, group, f"{where}[{key!r}]", _load_array)
+        if master and _low_precision.MASTER_KEY in saved:
+            loaded[_low_precision.MASTER_KEY] = _low_precision.load_master(
+                saved[_low_precision.MASTER_KEY], param, f"{where}[{_low_precision.MASTER_KEY!r}]",
+                _load_array)
         return loaded
 
     def _kernel_kwargs(self, group):
@@ -583,7 +611,20 @@ class Optimizer:
             kwargs[name] = value if type(value) is float else _to_float(value)
         for name in info.flags:
             kwargs[name] = bool(group[name])
+        kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, bool(info.scalar_state)))
         return kwargs
+
+    def _new_state(self, key, param, group):
+        """A new state array ``key`` of ``param``: ``_new_buffer``'s value, computed for a float32
+        param where ``param`` is float16/bfloat16 (master weights), and a buffer rounded to the
+        group's ``state_dtype`` (as the float32 optimizer's state rounded; docs/low_precision.rst)."""
+        compute = np.dtype(np.float32) if _low_precision.is_low_precision(param.dtype) else param.dtype
+        value = self._new_buffer(key, _low_precision.stand_in(param, compute), group)
+        if key in self._info.buffers:
+            target = _low_precision.state_dtype(group, param)
+            if value.dtype != target:
+                value = value.astype(target)
+        return value
 
     def _new_buffer(self, key, param, group):
         """The initial value of the state array ``key`` of ``param`` (zeros, as in torch)."""
@@ -654,6 +695,14 @@ class Optimizer:
 
         for index, param in enumerate(param_group["params"]):
             _check_param(param, index, len(self.param_groups))
+            if _low_precision.is_low_precision(param.dtype):
+                if self._info is None:
+                    raise TypeError(
+                        f"param {index} of param group {len(self.param_groups)} has dtype "
+                        f"{param.dtype.name}; {type(self).__name__} updates float32 and float64 "
+                        "Parameters only (float16/bfloat16 ones, through a float32 master copy, "
+                        "are for the elementwise optimizers of fastoptim.optim.registry.OPTIMIZERS)")
+                self._low_precision_params = True  # the step looks for master copies
 
         for name, default in self.defaults.items():
             if default is required and name not in param_group:
@@ -663,6 +712,8 @@ class Optimizer:
                 )
             param_group.setdefault(name, default)
         self._check_group(param_group)
+        if self._info is not None:
+            _low_precision.check_group(param_group)
 
         params = param_group["params"]
         _check_no_duplicates(params, len(self.param_groups))
@@ -769,8 +820,13 @@ class Optimizer:
                 param_states, steps, lists, fresh = self._gather_state(
                     group_index, group, params, keys, with_step
                 )
+            kwargs = self._kernel_kwargs(group)
+            masters, new_masters = (_low_precision.master_params(params, state)
+                                    if getattr(self, "_low_precision_params", True) else (None, ()))
+            if masters is not None:
+                kwargs["master_params"] = masters
             work.append((group_index, group, params, grads, keys, slots, param_states, steps,
-                         lists, fresh, self._kernel_kwargs(group)))
+                         lists, fresh, kwargs, new_masters))
 
         checked = self._checked_state
         for item in work:
@@ -780,7 +836,7 @@ class Optimizer:
                 break
 
         for (group_index, group, params, grads, keys, slots, param_states, steps, lists, fresh,
-             kwargs) in work:
+             kwargs, new_masters) in work:
             # New state is allocated only now that every group has been checked, and stored
             # only once the step succeeded, so a step that raises leaves no state behind.
             if fresh:
@@ -788,7 +844,7 @@ class Optimizer:
                     if key not in info.lazy_buffers:
                         for i in fresh:
                             if values[i] is None:
-                                values[i] = self._new_buffer(key, params[i], group)
+                                values[i] = self._new_state(key, params[i], group)
             arguments = [lists[slot] if slot >= 0 else [] for slot in slots]
             if with_step:
                 arguments.append(steps)  # incremented in place by the kernel
@@ -811,6 +867,8 @@ class Optimizer:
                             param_state["step"] = step
             elif with_step:
                 _state_gather.store_steps(param_states, steps)
+            for i, master in new_masters:
+                state[params[i]][_low_precision.MASTER_KEY] = master
             # These arrays are now known not to share memory: the next step skips the check
             # while it gathers the very same ones.
             checked[group_index] = lists
@@ -858,6 +916,8 @@ class Optimizer:
             params = group["params"]
             for index, p in enumerate(params):
                 _check_param(p, index, group_index)
+                if _low_precision.is_low_precision(p.dtype):
+                    self._low_precision_params = True
             _check_no_duplicates(params, group_index)
             if not seen.isdisjoint(params):
                 raise ValueError("some parameters appear in more than one parameter group")
@@ -1047,6 +1107,8 @@ class Optimizer:
                 )
             try:
                 self._check_group(new_group)
+                if self._info is not None:
+                    _low_precision.check_group(new_group)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"loaded param group {index}: {exc}") from None
             param_groups.append(new_group)

@@ -194,6 +194,8 @@ class LBFGS(Optimizer):
     array([3., 1.])
     """
 
+    _couples_parameters = True  # one update of all parameters: ZeRO cannot shard it
+
     def __init__(self, params, lr=1, max_iter=20, max_eval=None, tolerance_grad=1e-7,
                  tolerance_change=1e-9, history_size=100, line_search_fn=None):
         if isinstance(lr, np.ndarray) and lr.size != 1:

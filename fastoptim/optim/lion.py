@@ -1,27 +1,53 @@
 """Lion (EvoLved Sign Momentum; Chen et al., 2023). Not part of torch.optim."""
 
-from fastoptim.optim._validation import (
-    _check_betas_pair,
-    _check_bool_options,
-    _check_lr,
-    _check_unsupported_flags,
-)
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _step
+from fastoptim.optim._validation import _check_at_least_zero, _check_betas, _check_lr
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["Lion"]
+__all__ = ["Lion", "lion"]
 
 
-def _check_lion_hyperparameters(lr, betas, weight_decay):
-    """The checks of the Adam family, with torch's messages (betas may be 1, as in the
-    reference implementation)."""
-    _check_lr(lr)
-    if not 0.0 <= betas[0] <= 1.0:
-        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-    if not 0.0 <= betas[1] <= 1.0:
-        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=False):
+    r"""One Lion step (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), in place.
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize} \\
+        \theta_{t-1} &\leftarrow \theta_{t-1}\,(1 - \gamma\lambda) \\
+        c_t &= \beta_1\, m_{t-1} + (1-\beta_1)\, g_t \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\, \operatorname{sign}(c_t) \\
+        m_t &\leftarrow \beta_2\, m_{t-1} + (1-\beta_2)\, g_t
+
+    with :math:`\operatorname{sign}(0) = 0`. Not part of torch: the rounding is that of the
+    reference implementation written in torch ops (``exp_avg.mul(beta1).add(grad, alpha=1-beta1)``,
+    ``param.add_(update.sign_(), alpha=-lr)``, ``exp_avg.mul_(beta2).add_(grad, alpha=1-beta2)``,
+    where ``add`` with ``alpha`` is a fused multiply-add on torch's CPU path).
+
+    Parameters
+    ----------
+    params : list of ndarray
+        Updated in place.
+    grads : list of ndarray
+        One per param, same shape and dtype; only read.
+    exp_avgs : list of ndarray
+        :math:`m`, one per param (zeros at the start); updated in place.
+    lr, beta1, beta2, weight_decay : float
+    maximize : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, m = np.zeros(3), np.zeros(3)
+    >>> F.lion([p], [np.array([0.5, 0.0, -2.0])], [m], lr=0.1, beta1=0.9, beta2=0.99,
+    ...        weight_decay=0.0)
+    >>> p, m
+    (array([-0.1,  0. ,  0.1]), array([ 0.005,  0.   , -0.02 ]))
+    """
+    _step(_kernels.lion, dict(params=params, grads=grads, exp_avgs=exp_avgs),
+          dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay), dict(maximize=maximize))
 
 
 class Lion(Optimizer):
@@ -98,12 +124,12 @@ class Lion(Optimizer):
     _info = OPTIMIZERS["Lion"]
 
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, *, maximize=False):
-        _check_lion_hyperparameters(lr, betas, weight_decay)
-        defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay, "maximize": maximize}
-        super().__init__(params, defaults)
+        super().__init__(params, dict(lr=lr, betas=betas, weight_decay=weight_decay,
+                                      maximize=maximize))
 
-    def _check_group(self, group):
-        _check_betas_pair(group["betas"])
-        _check_lion_hyperparameters(group["lr"], group["betas"], group["weight_decay"])
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    def _check_hyperparameters(self, group):
+        """The checks of the two-moment optimizers, with torch's messages (betas may be 1, as in
+        the reference implementation)."""
+        _check_lr(group["lr"])
+        _check_betas(group["betas"], top_included=True)
+        _check_at_least_zero(group["weight_decay"], "weight_decay value")

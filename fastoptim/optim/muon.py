@@ -9,6 +9,7 @@ import numpy as np
 
 from fastoptim import _train_kernels
 from fastoptim._train_numerics import fma_add, norm2
+from fastoptim.optim._validation import _with_grad
 from fastoptim.optimizer import Optimizer, _load_array, _to_float
 from fastoptim.parameter import _describe
 
@@ -223,9 +224,7 @@ class Muon(Optimizer):
             loss = closure()
         for group in self.param_groups:
             params, grads, bufs = [], [], []
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            for p in _with_grad(group["params"]):
                 params.append(p)
                 grads.append(p.grad)
                 state = self.state[p]

@@ -2,19 +2,68 @@
 
 import numpy as np
 
-from fastoptim.optim._validation import _check_bool_options, _check_unsupported_flags
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._validation import _check_at_least_zero, _check_moment_group
 from fastoptim.optim.base import Optimizer
-from fastoptim.optim.radam import _check_pair, _check_radam_hyperparameters
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["NAdam"]
+__all__ = ["NAdam", "nadam"]
 
 
-def _check_nadam_hyperparameters(lr, betas, eps, weight_decay, momentum_decay):
-    """torch 2.13's checks, in torch's order and with its messages."""
-    _check_radam_hyperparameters(lr, betas, eps, weight_decay)
-    if not 0.0 <= momentum_decay:
-        raise ValueError(f"Invalid momentum_decay value: {momentum_decay}")
+@_shared_doc
+def nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps, decoupled_weight_decay=False,
+          maximize=False, *, beta1, beta2, lr, weight_decay, momentum_decay, eps):
+    r"""One NAdam step (Nesterov-accelerated Adam with momentum decay), in place; torch's ``nadam``.
+
+    With :math:`t` the param's step count after incrementing it and :math:`\psi` =
+    ``momentum_decay``:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize} \\
+        \theta_{t-1} &\leftarrow \theta_{t-1}\,(1 - \gamma\lambda) \quad\text{if decoupled},
+        \qquad g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{otherwise, if } \lambda \ne 0 \\
+        \mu_t &= \beta_1 (1 - \tfrac12\, 0.96^{t\psi}), \qquad
+        \mu_{t+1} = \beta_1 (1 - \tfrac12\, 0.96^{(t+1)\psi}), \qquad
+        P_t = P_{t-1}\,\mu_t \\
+        m_t &\leftarrow \operatorname{lerp}(m_{t-1}, g_t, 1-\beta_1), \qquad
+        v_t \leftarrow \beta_2\, v_{t-1} + (1-\beta_2)\, g_t^2 \\
+        d_t &= \sqrt{v_t / (1-\beta_2^t)} + \epsilon \\
+        \theta_t &\leftarrow \theta_{t-1} - \frac{\gamma (1-\mu_t)}{1-P_t}\,\frac{g_t}{d_t}
+                   - \frac{\gamma\,\mu_{t+1}}{1-P_t\,\mu_{t+1}}\,\frac{m_t}{d_t}
+
+    :math:`P` is each param's ``mu_product``: a 0-d array (float32 unless you keep it in float64,
+    as torch keeps a 0-d tensor of its default dtype), multiplied in its own dtype as torch does.
+    Rounding follows torch 2.13's CPU single-tensor path op by op.
+
+    Parameters
+    ----------
+    {params}
+    exp_avgs, exp_avg_sqs : list of ndarray
+        :math:`m` and :math:`v`, one per param; updated in place.
+    mu_products : list of 0-d ndarray
+        :math:`P`, one per param (1.0 at the start); updated in place.
+    {steps}
+    decoupled_weight_decay, maximize : bool, default False
+    beta1, beta2, lr, weight_decay, momentum_decay, eps : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, m, v = np.zeros(2), np.zeros(2), np.zeros(2)
+    >>> mu_products, steps = [np.array(1.0, dtype=np.float32)], [0]
+    >>> F.nadam([p], [np.array([1.0, -2.0])], [m], [v], mu_products, steps, beta1=0.9, beta2=0.999,
+    ...         lr=0.002, weight_decay=0.0, momentum_decay=0.004, eps=1e-8)
+    >>> p.round(6), mu_products[0]
+    (array([-0.002113,  0.002113]), array(0.45007348, dtype=float32))
+    """
+    _step(_kernels.nadam,
+          dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, mu_products=mu_products,
+               state_steps=state_steps),
+          dict(beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, momentum_decay=momentum_decay, eps=eps),
+          dict(decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
 
 
 class NAdam(Optimizer):
@@ -93,35 +142,14 @@ class NAdam(Optimizer):
 
     _info = OPTIMIZERS["NAdam"]
 
-    def __init__(
-        self,
-        params,
-        lr=2e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0,
-        momentum_decay=4e-3,
-        decoupled_weight_decay=False,
-        *,
-        foreach=None,
-        maximize=False,
-        capturable=False,
-        differentiable=False,
-    ):
-        _check_nadam_hyperparameters(lr, betas, eps, weight_decay, momentum_decay)
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "momentum_decay": momentum_decay,
-            "decoupled_weight_decay": decoupled_weight_decay,
-            "maximize": maximize,
-            "foreach": foreach,
-            "capturable": capturable,
-            "differentiable": differentiable,
-        }
-        super().__init__(params, defaults)
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False, *, foreach=None,
+                 maximize=False, capturable=False, differentiable=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      momentum_decay=momentum_decay,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      maximize=maximize, foreach=foreach, capturable=capturable,
+                                      differentiable=differentiable))
 
     def _new_buffer(self, key, param, group):
         """torch's initial state: ``mu_product`` a 0-d float32 one, the moments zeros."""
@@ -129,9 +157,7 @@ class NAdam(Optimizer):
             return np.ones((), dtype=np.float32)
         return np.zeros(param.shape, dtype=param.dtype)
 
-    def _check_group(self, group):
-        _check_pair(group, "betas", "beta1, beta2")
-        _check_nadam_hyperparameters(group["lr"], group["betas"], group["eps"],
-                                     group["weight_decay"], group["momentum_decay"])
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    def _check_hyperparameters(self, group):
+        """torch 2.13's checks, in torch's order and with its messages."""
+        _check_moment_group(self, group)
+        _check_at_least_zero(group["momentum_decay"], "momentum_decay value")

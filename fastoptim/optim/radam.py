@@ -1,44 +1,64 @@
 """RAdam, as ``torch.optim.RAdam``."""
 
-import numpy as np
-
-from fastoptim.optim._validation import (
-    _check_bool_options,
-    _check_unsupported_flags,
-    _is_array_scalar,
-)
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._validation import _check_moment_group
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["RAdam"]
+__all__ = ["RAdam", "radam"]
 
 
-def _check_lr(lr):
-    """torch 2.13's learning-rate checks of RAdam, NAdam, ASGD and Rprop, with its messages."""
-    if _is_array_scalar(lr) and np.size(lr) != 1:
-        raise ValueError("Tensor lr must be 1-element")
-    if not 0.0 <= lr:
-        raise ValueError(f"Invalid learning rate: {lr}")
+@_shared_doc
+def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_decay=False, maximize=False,
+          *, beta1, beta2, lr, weight_decay, eps):
+    r"""One RAdam step (rectified Adam; L2 or decoupled weight decay), in place; torch's ``radam``.
 
+    With :math:`t` the param's step count after incrementing it,
+    :math:`\rho_\infty = 2/(1-\beta_2) - 1` and
+    :math:`\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)`:
 
-def _check_radam_hyperparameters(lr, betas, eps, weight_decay):
-    """torch 2.13's checks of RAdam (and the first ones of NAdam), in torch's order."""
-    _check_lr(lr)
-    if not 0.0 <= eps:
-        raise ValueError(f"Invalid epsilon value: {eps}")
-    if not 0.0 <= betas[0] < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 0: {betas[0]}")
-    if not 0.0 <= betas[1] < 1.0:
-        raise ValueError(f"Invalid beta parameter at index 1: {betas[1]}")
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+    .. math::
 
+        g_t &\leftarrow -g_t \quad\text{if maximize} \\
+        \theta_{t-1} &\leftarrow \theta_{t-1}\,(1 - \gamma\lambda) \quad\text{if decoupled},
+        \qquad g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{otherwise, if } \lambda \ne 0 \\
+        m_t &\leftarrow \operatorname{lerp}(m_{t-1}, g_t, 1-\beta_1), \qquad
+        v_t \leftarrow \beta_2\, v_{t-1} + (1-\beta_2)\, g_t^2 \\
+        \hat m_t &= \gamma\, m_t / (1-\beta_1^t) \\
+        \theta_t &\leftarrow \begin{cases}
+            \theta_{t-1} - \hat m_t\, \dfrac{\sqrt{1-\beta_2^t}}{\sqrt{v_t} + \epsilon}\, r_t &
+            \rho_t > 5, \quad r_t = \sqrt{\dfrac{(\rho_t-4)(\rho_t-2)\rho_\infty}
+                                             {(\rho_\infty-4)(\rho_\infty-2)\rho_t}} \\
+            \theta_{t-1} - \hat m_t & \text{otherwise} \end{cases}
 
-def _check_pair(group, key, names):
-    """A tuple-valued hyperparameter must be a pair (``betas``, ``etas``, ``step_sizes``)."""
-    value = group[key]
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise ValueError(f"{key} must be a pair ({names}), got {value!r}")
+    As in torch, :math:`\epsilon` is added to :math:`\sqrt{v_t}` before the bias correction
+    multiplies. Rounding follows torch 2.13's CPU single-tensor path op by op (the adaptive term
+    is ``reciprocal()`` times the scalar, as torch's ``float / Tensor`` computes it).
+
+    Parameters
+    ----------
+    {params}
+    exp_avgs, exp_avg_sqs : list of ndarray
+        :math:`m` and :math:`v`, one per param; updated in place.
+    {steps}
+    decoupled_weight_decay, maximize : bool, default False
+    beta1, beta2, lr, weight_decay, eps : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, m, v, steps = np.zeros(2), np.zeros(2), np.zeros(2), [0]
+    >>> F.radam([p], [np.array([1.0, -2.0])], [m], [v], steps, beta1=0.9, beta2=0.999, lr=0.1,
+    ...         weight_decay=0.0, eps=1e-8)
+    >>> p.round(6)
+    array([-0.1,  0.2])
+    """
+    _step(_kernels.radam,
+          dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, state_steps=state_steps),
+          dict(beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps),
+          dict(decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
 
 
 class RAdam(Optimizer):
@@ -126,37 +146,12 @@ class RAdam(Optimizer):
 
     _info = OPTIMIZERS["RAdam"]
 
-    def __init__(
-        self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0,
-        decoupled_weight_decay=False,
-        *,
-        foreach=None,
-        maximize=False,
-        capturable=False,
-        differentiable=False,
-    ):
-        _check_radam_hyperparameters(lr, betas, eps, weight_decay)
-        defaults = {
-            "lr": lr,
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "maximize": maximize,
-            "foreach": foreach,
-            "capturable": capturable,
-            "decoupled_weight_decay": decoupled_weight_decay,
-            "differentiable": differentiable,
-        }
-        super().__init__(params, defaults)
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 decoupled_weight_decay=False, *, foreach=None, maximize=False, capturable=False,
+                 differentiable=False):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                                      maximize=maximize, foreach=foreach, capturable=capturable,
+                                      decoupled_weight_decay=decoupled_weight_decay,
+                                      differentiable=differentiable))
 
-    def _check_group(self, group):
-        _check_pair(group, "betas", "beta1, beta2")
-        _check_radam_hyperparameters(group["lr"], group["betas"], group["eps"],
-                                     group["weight_decay"])
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    _check_hyperparameters = _check_moment_group  # torch 2.13's checks

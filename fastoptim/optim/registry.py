@@ -80,16 +80,16 @@ class OptimizerInfo:
     ----------
     name : str
         The class name, in ``fastoptim`` and (``torch_name``) in ``torch.optim``.
-    module : str
-        The module that defines the class.
-    kernel : str
+    module : str, default ``fastoptim.optim.<name in lowercase>``
+        The module that defines the class (and its functional form).
+    kernel : str, default the name in lowercase
         The key of its compiled kernel in ``KERNELS`` (and the name of the kernel entry point in
         ``fastoptim._dispatch.kernels``); several optimizers may share one (Adam and AdamW).
-    functional_name : str
+    functional_name : str, default the name in lowercase
         Its list-based form in :mod:`fastoptim.functional`.
-    family : str
+    family : str, default the name
         The name error messages give its state ("the Adam state of param 0 ...": AdamW's too).
-    scalar_state : tuple of str
+    scalar_state : tuple of str, default ``("step",)`` for a kernel that counts steps, else ``()``
         Per-parameter state that is a number, not an array: ``"step"`` (an exact Python int,
         passed to the kernel as the ``state_steps`` list after the buffer lists, incremented by it).
     lazy_buffers : tuple of str
@@ -131,21 +131,22 @@ class OptimizerInfo:
         The demo's settings (:mod:`fastoptim.tools.demo`): ``lr``, ``weight_decay`` (of the weight
         matrices), optional ``kwargs`` (further hyperparameters) and ``default`` (the demo's
         default optimizer); None: the demo does not offer it.
-    scalar_arrays : tuple of str
-        Per-parameter state that torch keeps as a 0-d tensor (NAdam's ``mu_product``, ASGD's
-        ``eta`` and ``mu``), in torch's state order: 0-d arrays the kernel updates in place (its
-        ``scalar_keys``, passed as lists after the buffer lists); the class's ``_new_buffer``
-        gives their initial values.
+    peers : tuple of str
+        The benchmark peers (:mod:`fastoptim.tools.peers`) with an update rule of their own for
+        it: ``"numpy"`` (the class's module defines ``_numpy_rule(peer, group)``, torch's step in
+        NumPy ufuncs) and ``"optax"`` (``_optax_rule(optax, group)``, the optax transformation;
+        it raises NotImplementedError for a configuration optax does not have). The generic peers
+        (fastoptim, torch) need nothing here.
     """
 
     name: str
-    module: str
-    kernel: str
-    functional_name: str
-    family: str
     scalars: tuple
     flags: tuple
-    scalar_state: tuple = ()
+    module: str = ""
+    kernel: str = ""
+    functional_name: str = ""
+    family: str = ""
+    scalar_state: tuple = None
     lazy_buffers: tuple = ()
     group_defaults: dict = field(default_factory=dict)
     group_forced: dict = field(default_factory=dict)
@@ -156,7 +157,18 @@ class OptimizerInfo:
     in_torch: bool = True
     bench_configs: tuple = ()
     demo: dict = None
-    scalar_arrays: tuple = ()
+    peers: tuple = ()
+
+    def __post_init__(self):
+        lower = self.name.lower()
+        for key, default in (("module", f"fastoptim.optim.{lower}"), ("kernel", lower),
+                             ("functional_name", lower), ("family", self.name)):
+            if not getattr(self, key):
+                object.__setattr__(self, key, default)
+        if self.scalar_state is None:
+            object.__setattr__(self, "scalar_state", ("step",) if KERNELS[self.kernel].steps else ())
+        object.__setattr__(self, "configs", tuple(
+            c if isinstance(c, OptimConfig) else OptimConfig(self.name, *c) for c in self.configs))
 
     @property
     def torch_name(self):
@@ -185,6 +197,13 @@ class OptimizerInfo:
         return KERNELS[self.kernel].optional
 
     @property
+    def scalar_arrays(self):
+        """Per-parameter state that torch keeps as a 0-d tensor (NAdam's ``mu_product``, ASGD's
+        ``eta`` and ``mu``), in torch's state order: the kernel's ``scalar_keys``, 0-d arrays it
+        updates in place; the class's ``_new_buffer`` gives their initial values."""
+        return KERNELS[self.kernel].scalar_keys
+
+    @property
     def state_keys(self):
         """Every per-parameter state key, in the order a new state dict has them."""
         return self.scalar_state + self.scalar_arrays + (self.state_order or self.buffers)
@@ -210,7 +229,7 @@ class OptimizerInfo:
         optional = KERNELS[self.kernel].optional
         active = self.scalar_arrays + tuple(
             b for b in self.state_order or self.buffers if b not in optional or group[optional[b]])
-        kernel_lists = self.buffers + KERNELS[self.kernel].scalar_keys
+        kernel_lists = self.buffers + KERNELS[self.kernel].extra_keys
         slots = tuple(active.index(b) if b in active else -1 for b in kernel_lists)
         self._layouts[switch] = (active, slots)
         return active, slots
@@ -228,6 +247,12 @@ class OptimizerInfo:
         """``(kernel argument, group key, index or None)`` for each of :attr:`scalars`."""
         return tuple((s, s, None) if isinstance(s, str) else s for s in self.scalars)
 
+    def peer_rule(self, peer):
+        """The update rule of benchmark peer ``peer`` (see :attr:`peers`), or None."""
+        if peer not in self.peers:
+            return None
+        return getattr(importlib.import_module(self.module), f"_{peer}_rule")
+
     @cached_property
     def kernel_function(self):
         """The compiled kernel entry point (imports the extension on first use)."""
@@ -237,9 +262,17 @@ class OptimizerInfo:
         """Memory traffic of one element of one step of ``group``: the bandwidth bound.
 
         The parameter is read and written, the gradient read, and every active state array read
-        and written: ``itemsize * (2 + 1 + 2 * active buffers)``.
+        and written: ``itemsize * 3 + state itemsize * 2 * active buffers``, the state arrays in
+        the group's ``state_dtype`` (default: the param's dtype). A 2-byte (float16/bfloat16)
+        param is updated through its float32 master copy (default state dtype float32): the
+        gradient read and the param written in 2 bytes, the master read and written in 4
+        (docs/low_precision.rst).
         """
-        return itemsize * (3 + 2 * len(self.active_buffers(group)))
+        n = len(self.active_buffers(group))
+        name = group.get("state_dtype")
+        if itemsize == 2:
+            return 2 + 2 + 2 * 4 + 2 * _STATE_ITEMSIZE.get(name, 4) * n
+        return itemsize * 3 + 2 * _STATE_ITEMSIZE.get(name, itemsize) * n
 
     @property
     def default(self):
@@ -247,34 +280,21 @@ class OptimizerInfo:
         return self.configs[self.default_config]
 
 
+# bytes per element of a state_dtype (fastoptim.optim._low_precision.STATE_DTYPES)
+_STATE_ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
 # ---------------------------------------------------------------------------------- the table
+
+def _configs(group, table):
+    """Test configurations: ``(desc, kwargs)`` rows, or ``(desc, kwargs, group)`` rows that bring
+    their own, with ``group`` as the second param group's hyperparameters. The entry turns them
+    into :class:`OptimConfig` of its optimizer."""
+    return tuple(row if len(row) == 3 else (*row, group) for row in table)
+
 
 _SGD_GROUP = {"lr": 0.05}
 _ADAM_GROUP = {"lr": 3e-3, "betas": (0.8, 0.99)}
-
-
-def _sgd_configs(name):
-    return tuple(OptimConfig(name, desc, kwargs, group) for desc, kwargs, group in [
-        # torch 2.13's optim_inputs_func_sgd, in its order
-        ("default", {}, _SGD_GROUP),
-        ("non-default lr", {"lr": 1e-2}, _SGD_GROUP),
-        ("tensor lr", {"lr": np.array(0.001, dtype=np.float32)}, _SGD_GROUP),
-        ("non-zero weight_decay", {"weight_decay": 0.5}, _SGD_GROUP),
-        ("momentum", {"momentum": 0.9}, _SGD_GROUP),
-        ("maximize", {"weight_decay": 0.1, "maximize": True}, _SGD_GROUP),
-        ("dampening", {"momentum": 0.9, "dampening": 0.5}, _SGD_GROUP),
-        ("weight_decay w/ momentum", {"momentum": 0.9, "weight_decay": 0.1}, _SGD_GROUP),
-        ("nesterov", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1}, _SGD_GROUP),
-        # combinations torch's table does not have
-        ("nesterov maximize", {"lr": 0.01, "momentum": 0.5, "nesterov": True, "maximize": True},
-         {"lr": 0.02, "momentum": 0.9}),
-        ("dampening maximize weight_decay",
-         {"lr": 0.01, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.05, "maximize": True},
-         {"dampening": 0.0, "weight_decay": 0.0}),
-        ("momentum above one", {"lr": 1e-3, "momentum": 1.2, "dampening": 0.9}, {"momentum": 0.2}),
-    ])
-
-
 _ADAM_TABLE = [
     # torch 2.13's optim_inputs_func_adam (CPU entries), in its order; AdamW uses the same
     ("default", {}),
@@ -287,38 +307,44 @@ _ADAM_TABLE = [
     ("betas eps", {"lr": 0.01, "betas": (0.5, 0.9), "eps": 1e-6}),
     ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.99)}),
 ]
-
-
-def _adam_configs(name, extra=()):
-    return tuple(OptimConfig(name, desc, kwargs, _ADAM_GROUP)
-                 for desc, kwargs in _ADAM_TABLE + list(extra))
-
-
-def _configs(name, group, table):
-    """The configurations of ``table`` (``(desc, kwargs)`` pairs) with ``group`` as the second
-    param group's hyperparameters."""
-    return tuple(OptimConfig(name, desc, kwargs, group) for desc, kwargs in table)
-
-
 _ADAM_FLAGS = ("amsgrad", "maximize", "decoupled_weight_decay")
 _ADAM_SCALARS = (("beta1", "betas", 0), ("beta2", "betas", 1), "lr", "weight_decay", "eps")
 # torch 2.13's Adam.__setstate__ defaults
 _ADAM_GROUP_DEFAULTS = {"amsgrad": False, "maximize": False, "foreach": None, "capturable": False,
                         "differentiable": False, "decoupled_weight_decay": False, "fused": None}
+_MOMENT_SETSTATE = {"foreach": None, "maximize": False, "differentiable": False,
+                    "capturable": False}
 
 OPTIMIZERS = {info.name: info for info in [
     OptimizerInfo(
-        name="SGD", module="fastoptim.optim.sgd", kernel="sgd", functional_name="sgd",
-        family="SGD",
-        scalars=("lr", "weight_decay", "momentum", "dampening"),
-        flags=("nesterov", "maximize"),
-        lazy_buffers=("momentum_buffer",),
+        name="SGD", scalars=("lr", "weight_decay", "momentum", "dampening"),
+        flags=("nesterov", "maximize"), lazy_buffers=("momentum_buffer",),
         # torch 2.13's SGD.__setstate__ defaults
         group_defaults={"nesterov": False, "maximize": False, "foreach": None,
                         "differentiable": False, "fused": False},
-        configs=_sgd_configs("SGD"),
+        configs=_configs(_SGD_GROUP, [
+            # torch 2.13's optim_inputs_func_sgd, in its order
+            ("default", {}),
+            ("non-default lr", {"lr": 1e-2}),
+            ("tensor lr", {"lr": np.array(0.001, dtype=np.float32)}),
+            ("non-zero weight_decay", {"weight_decay": 0.5}),
+            ("momentum", {"momentum": 0.9}),
+            ("maximize", {"weight_decay": 0.1, "maximize": True}),
+            ("dampening", {"momentum": 0.9, "dampening": 0.5}),
+            ("weight_decay w/ momentum", {"momentum": 0.9, "weight_decay": 0.1}),
+            ("nesterov", {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1}),
+            # combinations torch's table does not have
+            ("nesterov maximize", {"lr": 0.01, "momentum": 0.5, "nesterov": True,
+                                   "maximize": True}, {"lr": 0.02, "momentum": 0.9}),
+            ("dampening maximize weight_decay",
+             {"lr": 0.01, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.05, "maximize": True},
+             {"dampening": 0.0, "weight_decay": 0.0}),
+            ("momentum above one", {"lr": 1e-3, "momentum": 1.2, "dampening": 0.9},
+             {"momentum": 0.2}),
+        ]),
         default_config=4,  # momentum
         bench_configs=(("sgd", {"momentum": 0.9}),),
+        peers=("numpy", "optax"),
         demo={"lr": 0.1, "weight_decay": 1e-4, "kwargs": {"momentum": 0.9, "nesterov": True}},
         kernel_configs=(
             dict(lr=1e-3, weight_decay=0.0, momentum=0.0, dampening=0.0, nesterov=False,
@@ -334,10 +360,9 @@ OPTIMIZERS = {info.name: info for info in [
         ),
     ),
     OptimizerInfo(
-        name="Adam", module="fastoptim.optim.adam", kernel="adam", functional_name="adam",
-        family="Adam", scalars=_ADAM_SCALARS, flags=_ADAM_FLAGS, scalar_state=("step",),
+        name="Adam", scalars=_ADAM_SCALARS, flags=_ADAM_FLAGS,
         group_defaults=_ADAM_GROUP_DEFAULTS,
-        configs=_adam_configs("Adam", [
+        configs=_configs(_ADAM_GROUP, _ADAM_TABLE + [
             ("decoupled weight_decay", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
             ("decoupled amsgrad maximize",
              {"lr": 0.01, "weight_decay": 0.05, "decoupled_weight_decay": True, "amsgrad": True,
@@ -345,6 +370,7 @@ OPTIMIZERS = {info.name: info for info in [
         ]),
         default_config=4,  # amsgrad
         bench_configs=(("adam", {}), ("amsgrad", {"amsgrad": True})),
+        peers=("numpy", "optax"),
         demo={"lr": 1e-2, "weight_decay": 1e-5},
         kernel_configs=(
             dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, amsgrad=False,
@@ -360,25 +386,22 @@ OPTIMIZERS = {info.name: info for info in [
         ),
     ),
     OptimizerInfo(
-        name="AdamW", module="fastoptim.optim.adam", kernel="adam", functional_name="adamw",
-        family="Adam", scalars=_ADAM_SCALARS, flags=_ADAM_FLAGS, scalar_state=("step",),
-        group_defaults=_ADAM_GROUP_DEFAULTS, group_forced={"decoupled_weight_decay": True},
-        configs=_adam_configs("AdamW"),
+        name="AdamW", module="fastoptim.optim.adam", kernel="adam", family="Adam",
+        scalars=_ADAM_SCALARS, flags=_ADAM_FLAGS, group_defaults=_ADAM_GROUP_DEFAULTS,
+        group_forced={"decoupled_weight_decay": True},
+        configs=_configs(_ADAM_GROUP, _ADAM_TABLE),
         default_config=4,  # amsgrad
         bench_configs=(("adamw", {"weight_decay": 1e-2}),),
+        peers=("numpy", "optax"),
         demo={"lr": 1e-2, "weight_decay": 1e-2, "default": True},
     ),
-    # -- cls1: RMSprop, Adagrad, Adadelta, Adamax, Lion --
     OptimizerInfo(
-        name="RMSprop", module="fastoptim.optim.rmsprop", kernel="rmsprop",
-        functional_name="rmsprop", family="RMSprop",
-        scalars=("lr", "alpha", "eps", "weight_decay", "momentum"),
-        flags=("centered", "maximize"), scalar_state=("step",),
-        state_order=("square_avg", "momentum_buffer", "grad_avg"),
+        name="RMSprop", scalars=("lr", "alpha", "eps", "weight_decay", "momentum"),
+        flags=("centered", "maximize"), state_order=("square_avg", "momentum_buffer", "grad_avg"),
         # torch 2.13's RMSprop.__setstate__ defaults
         group_defaults={"momentum": 0, "centered": False, "foreach": None, "maximize": False,
                         "differentiable": False, "capturable": False},
-        configs=_configs("RMSprop", {"lr": 1e-3, "alpha": 0.9}, [
+        configs=_configs({"lr": 1e-3, "alpha": 0.9}, [
             # torch 2.13's optim_inputs_func_rmsprop (CPU entries), in its order
             ("default", {}),
             ("non-default lr", {"lr": 1e-3}),
@@ -396,14 +419,11 @@ OPTIMIZERS = {info.name: info for info in [
         default_config=7,
     ),
     OptimizerInfo(
-        name="Adagrad", module="fastoptim.optim.adagrad", kernel="adagrad",
-        functional_name="adagrad", family="Adagrad",
-        scalars=("lr", "weight_decay", "lr_decay", "eps"), flags=("maximize",),
-        scalar_state=("step",),
+        name="Adagrad", scalars=("lr", "weight_decay", "lr_decay", "eps"), flags=("maximize",),
         # torch 2.13's Adagrad.__setstate__ defaults
         group_defaults={"foreach": None, "maximize": False, "differentiable": False,
                         "fused": None},
-        configs=_configs("Adagrad", {"lr": 0.05, "lr_decay": 0.01}, [
+        configs=_configs({"lr": 0.05, "lr_decay": 0.01}, [
             # torch 2.13's optim_inputs_func_adagrad, in its order
             ("default", {}),
             ("nonzero weight_decay", {"weight_decay": 0.1}),
@@ -419,14 +439,9 @@ OPTIMIZERS = {info.name: info for info in [
         default_config=5,
     ),
     OptimizerInfo(
-        name="Adadelta", module="fastoptim.optim.adadelta", kernel="adadelta",
-        functional_name="adadelta", family="Adadelta",
-        scalars=("lr", "rho", "eps", "weight_decay"), flags=("maximize",),
-        scalar_state=("step",),
-        # torch 2.13's Adadelta.__setstate__ defaults
-        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
-                        "capturable": False},
-        configs=_configs("Adadelta", {"lr": 0.5, "rho": 0.8}, [
+        name="Adadelta", scalars=("lr", "rho", "eps", "weight_decay"), flags=("maximize",),
+        group_defaults=_MOMENT_SETSTATE,  # torch 2.13's Adadelta.__setstate__ defaults
+        configs=_configs({"lr": 0.5, "rho": 0.8}, [
             # torch 2.13's optim_inputs_func_adadelta (CPU entries), in its order
             ("default", {}),
             ("non-default lr", {"lr": 0.01}),
@@ -440,13 +455,9 @@ OPTIMIZERS = {info.name: info for info in [
         default_config=4,
     ),
     OptimizerInfo(
-        name="Adamax", module="fastoptim.optim.adamax", kernel="adamax",
-        functional_name="adamax", family="Adamax", scalars=_ADAM_SCALARS, flags=("maximize",),
-        scalar_state=("step",),
-        # torch 2.13's Adamax.__setstate__ defaults
-        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
-                        "capturable": False},
-        configs=_configs("Adamax", _ADAM_GROUP, [
+        name="Adamax", scalars=_ADAM_SCALARS, flags=("maximize",),
+        group_defaults=_MOMENT_SETSTATE,  # torch 2.13's Adamax.__setstate__ defaults
+        configs=_configs(_ADAM_GROUP, [
             # torch 2.13's optim_inputs_func_adamax (CPU entries), in its order
             ("default", {}),
             ("non-default lr", {"lr": 0.1}),
@@ -460,12 +471,10 @@ OPTIMIZERS = {info.name: info for info in [
         default_config=4,
     ),
     OptimizerInfo(
-        name="Lion", module="fastoptim.optim.lion", kernel="lion", functional_name="lion",
-        family="Lion", scalars=("lr", ("beta1", "betas", 0), ("beta2", "betas", 1),
-                                "weight_decay"),
+        name="Lion", scalars=("lr", ("beta1", "betas", 0), ("beta2", "betas", 1), "weight_decay"),
         flags=("maximize",), group_defaults={"maximize": False}, in_torch=False,
         # Not in torch: configurations like the Adam family's
-        configs=_configs("Lion", {"lr": 3e-4, "betas": (0.8, 0.95)}, [
+        configs=_configs({"lr": 3e-4, "betas": (0.8, 0.95)}, [
             ("default", {}),
             ("non-default lr", {"lr": 1e-3}),
             ("nonzero weight_decay", {"weight_decay": 0.1}),
@@ -476,16 +485,13 @@ OPTIMIZERS = {info.name: info for info in [
         ]),
         default_config=4,
     ),
-    # -- cls2 --
     OptimizerInfo(
-        name="NAdam", module="fastoptim.optim.nadam", kernel="nadam", functional_name="nadam",
-        family="NAdam", scalars=_ADAM_SCALARS + ("momentum_decay",),
-        flags=("decoupled_weight_decay", "maximize"), scalar_state=("step",),
-        scalar_arrays=("mu_product",),
+        name="NAdam", scalars=_ADAM_SCALARS + ("momentum_decay",),
+        flags=("decoupled_weight_decay", "maximize"),
         # torch 2.13's NAdam.__setstate__ defaults
         group_defaults={"maximize": False, "foreach": None, "capturable": False,
                         "differentiable": False, "decoupled_weight_decay": False},
-        configs=tuple(OptimConfig("NAdam", desc, kwargs, _ADAM_GROUP) for desc, kwargs in [
+        configs=_configs(_ADAM_GROUP, [
             # torch 2.13's optim_inputs_func_nadam (CPU entries), in its order
             ("default", {}),
             ("non-default lr", {"lr": 1e-3}),
@@ -504,13 +510,10 @@ OPTIMIZERS = {info.name: info for info in [
         default_config=5,  # decoupled_weight_decay
     ),
     OptimizerInfo(
-        name="RAdam", module="fastoptim.optim.radam", kernel="radam", functional_name="radam",
-        family="RAdam", scalars=_ADAM_SCALARS, flags=("decoupled_weight_decay", "maximize"),
-        scalar_state=("step",),
+        name="RAdam", scalars=_ADAM_SCALARS, flags=("decoupled_weight_decay", "maximize"),
         # torch 2.13's RAdam.__setstate__ defaults
-        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
-                        "capturable": False, "decoupled_weight_decay": False},
-        configs=tuple(OptimConfig("RAdam", desc, kwargs, _ADAM_GROUP) for desc, kwargs in [
+        group_defaults={**_MOMENT_SETSTATE, "decoupled_weight_decay": False},
+        configs=_configs(_ADAM_GROUP, [
             # torch 2.13's optim_inputs_func_radam (CPU entries), in its order
             ("default", {}),
             ("non-default lr", {"lr": 2e-3}),
@@ -527,14 +530,9 @@ OPTIMIZERS = {info.name: info for info in [
         default_config=4,  # decoupled_weight_decay
     ),
     OptimizerInfo(
-        name="ASGD", module="fastoptim.optim.asgd", kernel="asgd", functional_name="asgd",
-        family="ASGD", scalars=("lambd", "lr", "t0", "alpha", "weight_decay"),
-        flags=("maximize",), scalar_state=("step",), scalar_arrays=("eta", "mu"),
-        # torch 2.13's ASGD.__setstate__ defaults
-        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
-                        "capturable": False},
-        configs=tuple(OptimConfig("ASGD", desc, kwargs, {"lr": 0.05, "t0": 3})
-                      for desc, kwargs in [
+        name="ASGD", scalars=("lambd", "lr", "t0", "alpha", "weight_decay"), flags=("maximize",),
+        group_defaults=_MOMENT_SETSTATE,  # torch 2.13's ASGD.__setstate__ defaults
+        configs=_configs({"lr": 0.05, "t0": 3}, [
             # torch 2.13's optim_inputs_func_asgd (CPU entries), in its order
             ("default", {}),
             ("non-default lambd", {"lambd": 0.1}),
@@ -550,16 +548,12 @@ OPTIMIZERS = {info.name: info for info in [
         default_config=7,  # early averaging
     ),
     OptimizerInfo(
-        name="Rprop", module="fastoptim.optim.rprop", kernel="rprop", functional_name="rprop",
-        family="Rprop",
-        scalars=(("etaminus", "etas", 0), ("etaplus", "etas", 1),
-                 ("step_size_min", "step_sizes", 0), ("step_size_max", "step_sizes", 1)),
-        flags=("maximize",), scalar_state=("step",),
-        # torch 2.13's Rprop.__setstate__ defaults
-        group_defaults={"foreach": None, "maximize": False, "differentiable": False,
-                        "capturable": False},
-        configs=tuple(OptimConfig("Rprop", desc, kwargs, {"lr": 0.05, "etas": (0.3, 1.1)})
-                      for desc, kwargs in [
+        name="Rprop", scalars=(("etaminus", "etas", 0), ("etaplus", "etas", 1),
+                               ("step_size_min", "step_sizes", 0),
+                               ("step_size_max", "step_sizes", 1)),
+        flags=("maximize",),
+        group_defaults=_MOMENT_SETSTATE,  # torch 2.13's Rprop.__setstate__ defaults
+        configs=_configs({"lr": 0.05, "etas": (0.3, 1.1)}, [
             # torch 2.13's optim_inputs_func_rprop (CPU entries), in its order
             ("default", {}),
             ("non-default lr", {"lr": 2e-4}),

@@ -1,23 +1,67 @@
 """RMSprop (optionally centered, with momentum), as ``torch.optim.RMSprop``."""
 
-from fastoptim.optim._validation import _check_bool_options, _check_lr, _check_unsupported_flags
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._validation import _check_at_least_zero, _check_lr
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["RMSprop"]
+__all__ = ["RMSprop", "rmsprop"]
 
 
-def _check_rmsprop_hyperparameters(lr, alpha, eps, weight_decay, momentum):
-    """torch 2.13's checks, in torch's order and with its messages."""
-    _check_lr(lr)
-    if not 0.0 <= eps:
-        raise ValueError(f"Invalid epsilon value: {eps}")
-    if not 0.0 <= momentum:
-        raise ValueError(f"Invalid momentum value: {momentum}")
-    if not 0.0 <= weight_decay:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-    if not 0.0 <= alpha:
-        raise ValueError(f"Invalid alpha value: {alpha}")
+@_shared_doc
+def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_steps, *, lr, alpha,
+            eps, weight_decay, momentum, centered, maximize=False):
+    r"""One RMSprop step (weight decay, centered, momentum), in place; torch's ``rmsprop`` functional.
+
+    With gradient :math:`g_t`, smoothing constant :math:`\alpha`, weight decay :math:`\lambda`,
+    momentum :math:`\mu` and learning rate :math:`\gamma`:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize}, \qquad
+        g_t \leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \\
+        v_t &\leftarrow \alpha\, v_{t-1} + (1-\alpha)\, g_t^2 \\
+        \bar g_t &\leftarrow \operatorname{lerp}(\bar g_{t-1}, g_t, 1-\alpha), \quad
+        \tilde v_t \leftarrow v_t - \bar g_t^2 \quad\text{if centered, else } \tilde v_t = v_t \\
+        b_t &\leftarrow \mu\, b_{t-1} + g_t / (\sqrt{\tilde v_t} + \epsilon), \quad
+        \theta_t \leftarrow \theta_{t-1} - \gamma\, b_t \quad\text{if } \mu > 0 \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\, g_t / (\sqrt{\tilde v_t} + \epsilon)
+        \quad\text{otherwise}
+
+    As in torch, :math:`\epsilon` is added after the square root and the first momentum step
+    starts from the buffer passed in (zeros, as torch's ``RMSprop`` creates it). Rounding follows
+    torch 2.13's CPU single-tensor path op by op.
+
+    Parameters
+    ----------
+    {params}
+    square_avgs : list of ndarray
+        :math:`v`, one per param; updated in place.
+    grad_avgs : list of ndarray
+        :math:`\bar g`, one per param when ``centered`` (may be empty otherwise).
+    momentum_buffer_list : list of ndarray
+        :math:`b`, one per param when ``momentum > 0`` (may be empty otherwise).
+    {steps}
+    lr, alpha, eps, weight_decay, momentum : float
+    centered, maximize : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, g = np.ones(2), np.array([0.5, -2.0])
+    >>> v, steps = np.zeros(2), [0]
+    >>> F.rmsprop([p], [g], [v], [], [], steps, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0,
+    ...           momentum=0.0, centered=False)
+    >>> p.round(4), steps
+    (array([0.9, 1.1]), [1])
+    """
+    _step(_kernels.rmsprop,
+          dict(params=params, grads=grads, square_avgs=square_avgs, grad_avgs=grad_avgs,
+               momentum_buffer_list=momentum_buffer_list, state_steps=state_steps),
+          dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum),
+          dict(centered=centered, maximize=maximize))
 
 
 class RMSprop(Optimizer):
@@ -113,38 +157,17 @@ class RMSprop(Optimizer):
 
     _info = OPTIMIZERS["RMSprop"]
 
-    def __init__(
-        self,
-        params,
-        lr=1e-2,
-        alpha=0.99,
-        eps=1e-8,
-        weight_decay=0,
-        momentum=0,
-        centered=False,
-        capturable=False,
-        foreach=None,
-        maximize=False,
-        differentiable=False,
-    ):
-        _check_rmsprop_hyperparameters(lr, alpha, eps, weight_decay, momentum)
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "alpha": alpha,
-            "eps": eps,
-            "centered": centered,
-            "weight_decay": weight_decay,
-            "capturable": capturable,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-        }
-        super().__init__(params, defaults)
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+                 centered=False, capturable=False, foreach=None, maximize=False,
+                 differentiable=False):
+        super().__init__(params, dict(lr=lr, momentum=momentum, alpha=alpha, eps=eps,
+                                      centered=centered, weight_decay=weight_decay,
+                                      capturable=capturable, foreach=foreach, maximize=maximize,
+                                      differentiable=differentiable))
 
-    def _check_group(self, group):
-        _check_rmsprop_hyperparameters(
-            group["lr"], group["alpha"], group["eps"], group["weight_decay"], group["momentum"]
-        )
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    def _check_hyperparameters(self, group):
+        """torch 2.13's checks, in torch's order and with its messages."""
+        _check_lr(group["lr"])
+        for key, what in (("eps", "epsilon value"), ("momentum", "momentum value"),
+                          ("weight_decay", "weight_decay value"), ("alpha", "alpha value")):
+            _check_at_least_zero(group[key], what)

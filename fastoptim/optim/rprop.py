@@ -2,19 +2,60 @@
 
 import numpy as np
 
-from fastoptim.optim._validation import _check_bool_options, _check_unsupported_flags, _to_float
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._validation import _check_lr, _to_float
 from fastoptim.optim.base import Optimizer
-from fastoptim.optim.radam import _check_lr, _check_pair
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["Rprop"]
+__all__ = ["Rprop", "rprop"]
 
 
-def _check_rprop_hyperparameters(lr, etas):
-    """torch 2.13's checks, in torch's order and with its messages."""
-    _check_lr(lr)
-    if not 0.0 < etas[0] < 1.0 < etas[1]:
-        raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
+@_shared_doc
+def rprop(params, grads, prevs, step_sizes, state_steps, *, step_size_min, step_size_max, etaminus,
+          etaplus, maximize=False):
+    r"""One Rprop step (resilient backpropagation), in place; torch's ``rprop`` functional.
+
+    Elementwise, with :math:`\eta^+` = ``etaplus``, :math:`\eta^-` = ``etaminus``:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize} \\
+        f &= \begin{cases} \eta^+ & g_t\, g_{t-1} > 0 \\ \eta^- & g_t\, g_{t-1} < 0 \\
+                           1 & \text{otherwise} \end{cases} \\
+        \delta_t &\leftarrow \operatorname{clamp}(f\,\delta_{t-1},\ \delta_{\min},\ \delta_{\max}) \\
+        g_t &\leftarrow 0 \quad\text{where } f = \eta^- \\
+        \theta_t &\leftarrow \theta_{t-1} - \operatorname{sign}(g_t)\, \delta_t, \qquad
+        g_{t-1} \leftarrow g_t
+
+    As in torch, a NaN product counts as 0 (``torch.sign(nan)`` is 0) and the stored previous
+    gradient is the zeroed one. Bitwise equal to torch 2.13's CPU single-tensor path.
+
+    Parameters
+    ----------
+    {params}
+    prevs : list of ndarray
+        :math:`g_{t-1}`, one per param (zeros at the start); updated in place.
+    step_sizes : list of ndarray
+        :math:`\delta`, one per param (torch starts them at ``lr``); updated in place.
+    {steps}
+    step_size_min, step_size_max, etaminus, etaplus : float
+    maximize : bool, default False
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, prev, delta, steps = np.zeros(2), np.array([1.0, 1.0]), np.full(2, 0.01), [0]
+    >>> F.rprop([p], [np.array([2.0, -3.0])], [prev], [delta], steps, step_size_min=1e-6,
+    ...         step_size_max=50.0, etaminus=0.5, etaplus=1.2)
+    >>> p, delta, prev
+    (array([-0.012,  0.   ]), array([0.012, 0.005]), array([2., 0.]))
+    """
+    _step(_kernels.rprop,
+          dict(params=params, grads=grads, prevs=prevs, step_sizes=step_sizes, state_steps=state_steps),
+          dict(step_size_min=step_size_min, step_size_max=step_size_max, etaminus=etaminus, etaplus=etaplus),
+          dict(maximize=maximize))
 
 
 class Rprop(Optimizer):
@@ -82,29 +123,11 @@ class Rprop(Optimizer):
 
     _info = OPTIMIZERS["Rprop"]
 
-    def __init__(
-        self,
-        params,
-        lr=1e-2,
-        etas=(0.5, 1.2),
-        step_sizes=(1e-6, 50),
-        *,
-        capturable=False,
-        foreach=None,
-        maximize=False,
-        differentiable=False,
-    ):
-        _check_rprop_hyperparameters(lr, etas)
-        defaults = {
-            "lr": lr,
-            "etas": etas,
-            "step_sizes": step_sizes,
-            "foreach": foreach,
-            "maximize": maximize,
-            "differentiable": differentiable,
-            "capturable": capturable,
-        }
-        super().__init__(params, defaults)
+    def __init__(self, params, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *,
+                 capturable=False, foreach=None, maximize=False, differentiable=False):
+        super().__init__(params, dict(lr=lr, etas=etas, step_sizes=step_sizes, foreach=foreach,
+                                      maximize=maximize, differentiable=differentiable,
+                                      capturable=capturable))
 
     def _new_buffer(self, key, param, group):
         """torch's initial state: ``prev`` zeros, ``step_size`` the group's ``lr`` everywhere."""
@@ -112,9 +135,9 @@ class Rprop(Optimizer):
             return np.full(param.shape, _to_float(group["lr"]), dtype=param.dtype)
         return np.zeros(param.shape, dtype=param.dtype)
 
-    def _check_group(self, group):
-        _check_pair(group, "etas", "etaminus, etaplus")
-        _check_pair(group, "step_sizes", "step_size_min, step_size_max")
-        _check_rprop_hyperparameters(group["lr"], group["etas"])
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    def _check_hyperparameters(self, group):
+        """torch 2.13's checks, in torch's order and with its messages."""
+        _check_lr(group["lr"])
+        etas = group["etas"]
+        if not 0.0 < etas[0] < 1.0 < etas[1]:
+            raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")

@@ -2,29 +2,68 @@
 
 import numpy as np
 
-from fastoptim.optim._validation import (
-    _check_bool_options,
-    _check_unsupported_flags,
-    _is_array_scalar,
-)
+from fastoptim._dispatch import kernels as _kernels
+from fastoptim.optim._functional import _as_list, _flag, _scalar
+from fastoptim.optim._validation import _is_array_scalar
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
 
-__all__ = ["SGD"]
+__all__ = ["SGD", "sgd"]
 
 
-def _check_sgd_hyperparameters(lr, momentum, dampening, weight_decay, nesterov):
-    """torch 2.13's checks, in torch's order and with its messages."""
-    if _is_array_scalar(lr) and np.size(lr) != 1:
-        raise ValueError("Tensor lr must be 1-element")
-    if lr < 0.0:
-        raise ValueError(f"Invalid learning rate: {lr}")
-    if momentum < 0.0:
-        raise ValueError(f"Invalid momentum value: {momentum}")
-    if weight_decay < 0.0:
-        raise ValueError(f"Invalid weight_decay value: {weight_decay}")
-    if nesterov and (momentum <= 0 or dampening != 0):
-        raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, dampening, nesterov,
+        maximize):
+    r"""One SGD step (with momentum, dampening, Nesterov, weight decay), in place.
+
+    With gradient :math:`g_t`, parameter :math:`\theta_{t-1}`, momentum :math:`\mu`, dampening
+    :math:`\tau`, weight decay :math:`\lambda` and learning rate :math:`\gamma`:
+
+    .. math::
+
+        g_t &\leftarrow -g_t \quad\text{if maximize} \\
+        g_t &\leftarrow g_t + \lambda\,\theta_{t-1} \quad\text{if } \lambda \ne 0 \\
+        b_t &\leftarrow \begin{cases} g_t & \text{first step (no dampening, as torch)} \\
+                                      \mu\, b_{t-1} + (1-\tau)\, g_t & \text{later steps}\end{cases} \\
+        g_t &\leftarrow \begin{cases} g_t + \mu\, b_t & \text{nesterov} \\ b_t & \text{otherwise}\end{cases}
+              \quad\text{if } \mu \ne 0 \\
+        \theta_t &\leftarrow \theta_{t-1} - \gamma\, g_t
+
+    Rounding is torch 2.13's CPU path exactly (fused multiply-adds where torch fuses them), so the
+    results are bitwise equal to ``torch.optim.SGD``.
+
+    Parameters
+    ----------
+    params : list of ndarray
+        Updated in place.
+    grads : list of ndarray
+        One per param, same shape and dtype; only read.
+    momentum_buffer_list : list of (ndarray or None)
+        One per param when ``momentum != 0`` (ignored otherwise). A ``None`` entry means the
+        param has no buffer yet: a new one is allocated, holds the first momentum step, and is
+        stored into the list.
+    weight_decay, momentum, lr, dampening : float
+    nesterov, maximize : bool
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastoptim import functional as F
+    >>> p, g = np.ones(3, np.float32), np.full(3, 0.5, np.float32)
+    >>> bufs = [None]
+    >>> F.sgd([p], [g], bufs, weight_decay=0.0, momentum=0.9, lr=0.1, dampening=0.0,
+    ...       nesterov=False, maximize=False)
+    >>> p
+    array([0.95, 0.95, 0.95], dtype=float32)
+    >>> bufs[0]
+    array([0.5, 0.5, 0.5], dtype=float32)
+    """
+    params = _as_list("params", params)
+    grads = _as_list("grads", grads)
+    momentum_buffer_list = _as_list("momentum_buffer_list", momentum_buffer_list)
+    _kernels.sgd(params, grads, momentum_buffer_list,
+                 lr=_scalar("lr", lr), weight_decay=_scalar("weight_decay", weight_decay),
+                 momentum=_scalar("momentum", momentum), dampening=_scalar("dampening", dampening),
+                 nesterov=_flag("nesterov", nesterov), maximize=_flag("maximize", maximize))
 
 
 class SGD(Optimizer):
@@ -111,38 +150,61 @@ class SGD(Optimizer):
 
     _info = OPTIMIZERS["SGD"]
 
-    def __init__(
-        self,
-        params,
-        lr=1e-3,
-        momentum=0,
-        dampening=0,
-        weight_decay=0,
-        nesterov=False,
-        *,
-        maximize=False,
-        foreach=None,
-        differentiable=False,
-        fused=None,
-    ):
-        _check_sgd_hyperparameters(lr, momentum, dampening, weight_decay, nesterov)
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "dampening": dampening,
-            "weight_decay": weight_decay,
-            "nesterov": nesterov,
-            "maximize": maximize,
-            "foreach": foreach,
-            "differentiable": differentiable,
-            "fused": fused,
-        }
-        super().__init__(params, defaults)
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *,
+                 maximize=False, foreach=None, differentiable=False, fused=None):
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
+                                      weight_decay=weight_decay, nesterov=nesterov,
+                                      maximize=maximize, foreach=foreach,
+                                      differentiable=differentiable, fused=fused))
 
-    def _check_group(self, group):
-        _check_sgd_hyperparameters(
-            group["lr"], group["momentum"], group["dampening"], group["weight_decay"],
-            group["nesterov"],
-        )
-        _check_unsupported_flags(group)
-        _check_bool_options(group, self._info.flags)
+    def _check_hyperparameters(self, group):
+        """torch 2.13's checks, in torch's order and with its messages."""
+        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        if _is_array_scalar(lr) and np.size(lr) != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if group["nesterov"] and (momentum <= 0 or group["dampening"] != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peers (fastoptim.tools.peers) that model SGD: the registry entry lists them.
+
+def _numpy_rule(peer, group):
+    """torch's single-tensor momentum step, op by op (``_single_tensor_sgd``)."""
+    first = peer.step_count == 1
+    wd, momentum, lr = group["weight_decay"], group["momentum"], group["lr"]
+    one_minus_dampening = 1.0 - group["dampening"]
+    for p, g, state, s, a, z in peer._pieces_of():
+        d = peer._decayed_grad(p, g, wd, a, z) if wd != 0 else g
+        if momentum != 0:
+            (buf,) = state
+            if first:
+                np.copyto(buf, d)               # torch: buf = grad.clone()
+            else:
+                buf *= momentum                 # buf.mul_(momentum).add_(grad, 1 - damp)
+                if one_minus_dampening == 1.0:
+                    buf += d
+                else:
+                    np.multiply(d, one_minus_dampening, out=s)
+                    buf += s
+            if group["nesterov"]:
+                np.multiply(buf, momentum, out=s)   # grad.add(buf, alpha=momentum)
+                s += d
+                d = s
+            else:
+                d = buf
+        np.multiply(d, -lr, out=s)              # param.add_(grad, alpha=-lr)
+        p += s
+
+
+def _optax_rule(optax, group):
+    """The optax transformation of this momentum step (NotImplementedError where optax has none)."""
+    if group["dampening"] != 0 or group["weight_decay"] != 0:
+        raise NotImplementedError("the optax peer models momentum only (no dampening or weight decay)")
+    return optax.sgd(group["lr"], momentum=group["momentum"] or None, nesterov=group["nesterov"])

@@ -90,10 +90,10 @@ def _state_lists(config, params):
     group = template.param_groups[0]
     active = info.active_buffers(group)
     lists = []
-    for key in info.buffers + spec.scalar_keys:
+    for key in info.buffers + spec.extra_keys:
         if key in info.lazy_buffers:
             lists.append([None] * len(params))
-        elif key in active or key in spec.scalar_keys:
+        elif key in active or key in spec.extra_keys:
             lists.append([template._new_buffer(key, p, group) for p in params])
         else:
             lists.append([])
@@ -166,10 +166,10 @@ class NumpyPeer(Peer):
     def __init__(self, case, chunk_bytes=None):
         cfg = case.config
         info = cfg.info
-        if info.kernel not in _NUMPY_RULES:
+        self._rule = info.peer_rule("numpy")
+        if self._rule is None:
             raise Unsupported(f"there is no NumPy peer for {info.name}")
         self.cfg = cfg
-        self._rule = _NUMPY_RULES[info.kernel]
         self.params = case.param_copies()
         self.grads = list(case.grads)
         group = cfg.group
@@ -217,74 +217,6 @@ class NumpyPeer(Peer):
         np.multiply(p, wd, out=d)
         d += g
         return d
-
-
-def _numpy_momentum_rule(peer, group):
-    """torch's single-tensor momentum step, op by op (``_single_tensor_sgd``)."""
-    first = peer.step_count == 1
-    wd, momentum, lr = group["weight_decay"], group["momentum"], group["lr"]
-    one_minus_dampening = 1.0 - group["dampening"]
-    for p, g, state, s, a, z in peer._pieces_of():
-        d = peer._decayed_grad(p, g, wd, a, z) if wd != 0 else g
-        if momentum != 0:
-            (buf,) = state
-            if first:
-                np.copyto(buf, d)               # torch: buf = grad.clone()
-            else:
-                buf *= momentum                 # buf.mul_(momentum).add_(grad, 1 - damp)
-                if one_minus_dampening == 1.0:
-                    buf += d
-                else:
-                    np.multiply(d, one_minus_dampening, out=s)
-                    buf += s
-            if group["nesterov"]:
-                np.multiply(buf, momentum, out=s)   # grad.add(buf, alpha=momentum)
-                s += d
-                d = s
-            else:
-                d = buf
-        np.multiply(d, -lr, out=s)              # param.add_(grad, alpha=-lr)
-        p += s
-
-
-def _numpy_moments_rule(peer, group):
-    """torch's single-tensor two-moment step, op by op (``_single_tensor_adam``)."""
-    t = peer.step_count
-    beta1, beta2 = group["betas"]
-    lr, wd, eps = group["lr"], group["weight_decay"], group["eps"]
-    decoupled = group["decoupled_weight_decay"]
-    # Per-step scalars in double precision, as torch computes them.
-    step_size = lr / (1.0 - beta1 ** t)
-    bc2_sqrt = (1.0 - beta2 ** t) ** 0.5
-    decay = 1.0 - lr * wd
-    for p, g, (m, v, *vm), s, a, z in peer._pieces_of():
-        if wd != 0:
-            if decoupled:
-                p *= decay                      # param.mul_(1 - lr * wd)
-            else:
-                g = peer._decayed_grad(p, g, wd, a, z)
-        np.subtract(g, m, out=s)                # exp_avg.lerp_(grad, 1 - beta1)
-        s *= 1.0 - beta1
-        m += s
-        v *= beta2                              # exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
-        np.multiply(g, g, out=s)
-        s *= 1.0 - beta2
-        v += s
-        if vm:                                  # amsgrad
-            np.maximum(vm[0], v, out=vm[0])
-            np.sqrt(vm[0], out=s)
-        else:
-            np.sqrt(v, out=s)
-        s /= bc2_sqrt                           # denom = sqrt(v) / bc2_sqrt + eps
-        s += eps
-        np.divide(m, s, out=s)                  # param.addcdiv_(m, denom, -step_size)
-        s *= -step_size
-        p += s
-
-
-# The NumPy update rule of each kernel of the registry that has one (a kernel without one has no
-# NumPy peer: the peer reports itself skipped for it).
-_NUMPY_RULES = {"sgd": _numpy_momentum_rule, "adam": _numpy_moments_rule}
 
 
 class NumpyBlockedPeer(NumpyPeer):
@@ -374,13 +306,17 @@ class OptaxPeer(Peer):
         import optax
 
         cfg = case.config
-        if cfg.info.kernel not in _OPTAX_RULES:
+        rule = cfg.info.peer_rule("optax")
+        if rule is None:
             raise Unsupported(f"there is no optax peer for {cfg.info.name}")
         if cfg.group.get("maximize"):
             raise Unsupported("the optax peer does not model maximize=True")
         if case.dtype == np.float64 and not jax.config.jax_enable_x64:
             jax.config.update("jax_enable_x64", True)
-        opt = _OPTAX_RULES[cfg.info.kernel](optax, cfg.group)
+        try:
+            opt = rule(optax, cfg.group)
+        except NotImplementedError as exc:  # a configuration the rule does not model
+            raise Unsupported(str(exc)) from None
         self._jax = jax
         self._params = [jnp.asarray(p) for p in case.param_copies()]
         self._grads = [jnp.asarray(g) for g in case.grads]
@@ -401,29 +337,6 @@ class OptaxPeer(Peer):
     def numpy_params(self):
         self.sync()
         return [np.asarray(p) for p in self._params]
-
-
-def _optax_momentum(optax, group):
-    if group["dampening"] != 0 or group["weight_decay"] != 0:
-        raise Unsupported("the optax peer models momentum only (no dampening or weight decay)")
-    return optax.sgd(group["lr"], momentum=group["momentum"] or None, nesterov=group["nesterov"])
-
-
-def _optax_moments(optax, group):
-    (b1, b2), lr, eps, wd = group["betas"], group["lr"], group["eps"], group["weight_decay"]
-    if group["decoupled_weight_decay"]:
-        if group["amsgrad"]:
-            raise Unsupported("the optax peer has no decoupled weight decay with amsgrad")
-        return optax.adamw(lr, b1=b1, b2=b2, eps=eps, weight_decay=wd)
-    if wd != 0:
-        raise Unsupported("the optax peer has no L2 (coupled) weight decay")
-    if group["amsgrad"]:
-        return optax.amsgrad(lr, b1=b1, b2=b2, eps=eps)
-    return optax.adam(lr, b1=b1, b2=b2, eps=eps)
-
-
-# The optax transformation of each kernel of the registry that optax has.
-_OPTAX_RULES = {"sgd": _optax_momentum, "adam": _optax_moments}
 
 
 PEERS = {cls.name: cls for cls in (FastoptimFunctional, FastoptimClass, NumpyPeer,
