@@ -51,6 +51,8 @@ def _rounds(grads):
     A gradient array shared by two parameters (tied weights) is scaled once per occurrence, as
     torch's ``_foreach_mul_`` does, but never twice in one parallel pass (that would race).
     """
+    if len(set(map(id, grads))) == len(grads):     # the usual case: no array twice
+        return [grads]
     rounds = []
     counts = {}
     for g in grads:
@@ -63,6 +65,11 @@ def _rounds(grads):
 
 
 def _scale(grads, coef):
+    # torch always multiplies; x * 1.0 == x bit for bit (zeros, infinities, subnormals and quiet
+    # NaNs keep their bits; only a signaling NaN, which arithmetic never produces, would come out
+    # quieted), so a coefficient of exactly 1 (the norm is below max_norm) skips the pass
+    if coef == 1.0:
+        return
     for part in _rounds(grads):
         _train_kernels.scale(part, coef, coef)
 
