@@ -140,3 +140,32 @@ class Lion(Optimizer):
         _check_lr(group["lr"])
         _check_betas(group["betas"], top_included=True)
         _check_at_least_zero(group["weight_decay"], "weight_decay value")
+
+
+def _reference_rule(torch, groups, **kwargs):
+    """Lion's reference formula (lucidrains/lion-pytorch) in torch ops over torch tensors, with
+    fastoptim's param groups: the "torch" side of the parity report (benchmarks/parity_report.py),
+    as torch has no Lion. An object with ``param_groups``, ``state`` and ``step()``."""
+
+    class Reference:
+        def __init__(self, groups, **kwargs):
+            defaults = {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0, "maximize": False,
+                        **kwargs}
+            self.param_groups = [{**defaults, **g} for g in groups]
+            self.state = {}
+
+        def step(self):
+            for group in self.param_groups:
+                beta1, beta2 = group["betas"]
+                lr, wd = group["lr"], group["weight_decay"]
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    g = -p.grad if group["maximize"] else p.grad
+                    m = self.state.setdefault(p, {"exp_avg": torch.zeros_like(p)})["exp_avg"]
+                    with torch.no_grad():
+                        p.mul_(1 - lr * wd)
+                        p.add_(m.mul(beta1).add(g, alpha=1 - beta1).sign_(), alpha=-lr)
+                    m.mul_(beta2).add_(g, alpha=1 - beta2)
+
+    return Reference(groups, **kwargs)
