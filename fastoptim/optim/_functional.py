@@ -74,7 +74,16 @@ _STEPS_DOC = """state_steps : list of int
         in place by the new counts (Python ints), like torch's step tensors."""
 
 
+_FUSED_DOC = """grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included)."""
+
+
 def _shared_doc(func):
     """Fill the parameter descriptions every functional form shares into its docstring."""
-    func.__doc__ = func.__doc__.replace("{params}", _PARAMS_DOC).replace("{steps}", _STEPS_DOC)
+    func.__doc__ = (func.__doc__.replace("{params}", _PARAMS_DOC).replace("{steps}", _STEPS_DOC)
+                    .replace("{fused}", _FUSED_DOC))
     return func

@@ -35,12 +35,7 @@ def adadelta(params, grads, square_avgs, acc_deltas, state_steps, *, lr, rho, ep
     {steps}
     lr, rho, eps, weight_decay : float
     maximize : bool
-    grad_scale : float or 0-d ndarray, optional
-        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
-        in ``grads`` are not modified); a positive finite number.
-    found_inf : bool, number or 0-d ndarray, optional
-        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
-        step counts included).
+    {fused}
 
     Examples
     --------

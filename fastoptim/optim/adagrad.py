@@ -37,12 +37,7 @@ def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_deca
     {steps}
     lr, weight_decay, lr_decay, eps : float
     maximize : bool
-    grad_scale : float or 0-d ndarray, optional
-        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
-        in ``grads`` are not modified); a positive finite number.
-    found_inf : bool, number or 0-d ndarray, optional
-        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
-        step counts included).
+    {fused}
 
     Examples
     --------

@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _as_list, _flag, _fused, _scalar
+from fastoptim.optim._functional import _as_list, _flag, _fused, _scalar, _shared_doc
 from fastoptim.optim._validation import _check_moment_hyperparameters, _is_array_scalar
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -38,6 +38,7 @@ def _check_adam_hyperparameters(lr, betas, eps, weight_decay, foreach, capturabl
     )
 
 
+@_shared_doc
 def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, amsgrad, beta1,
          beta2, lr, weight_decay, eps, maximize, decoupled_weight_decay=False,
          grad_scale=None, found_inf=None):
@@ -80,12 +81,7 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, 
     maximize : bool
     decoupled_weight_decay : bool, default False
         True gives AdamW.
-    grad_scale : float or 0-d ndarray, optional
-        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
-        in ``grads`` are not modified); a positive finite number.
-    found_inf : bool, number or 0-d ndarray, optional
-        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
-        step counts included).
+    {fused}
 
     Examples
     --------

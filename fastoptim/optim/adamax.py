@@ -35,12 +35,7 @@ def adamax(params, grads, exp_avgs, exp_infs, state_steps, *, eps, beta1, beta2,
     {steps}
     eps, beta1, beta2, lr, weight_decay : float
     maximize : bool, default False
-    grad_scale : float or 0-d ndarray, optional
-        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
-        in ``grads`` are not modified); a positive finite number.
-    found_inf : bool, number or 0-d ndarray, optional
-        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
-        step counts included).
+    {fused}
 
     Examples
     --------

@@ -43,12 +43,7 @@ def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, l
     {steps}
     maximize : bool, default False
     lambd, lr, t0, alpha, weight_decay : float
-    grad_scale : float or 0-d ndarray, optional
-        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
-        in ``grads`` are not modified); a positive finite number.
-    found_inf : bool, number or 0-d ndarray, optional
-        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
-        step counts included).
+    {fused}
 
     Examples
     --------

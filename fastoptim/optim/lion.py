@@ -1,7 +1,7 @@
 """Lion (EvoLved Sign Momentum; Chen et al., 2023). Not part of torch.optim."""
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _fused, _step
+from fastoptim.optim._functional import _fused, _shared_doc, _step
 from fastoptim.optim._validation import _check_at_least_zero, _check_betas, _check_lr
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -9,6 +9,7 @@ from fastoptim.optim.registry import OPTIMIZERS
 __all__ = ["Lion", "lion"]
 
 
+@_shared_doc
 def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=False,
          grad_scale=None, found_inf=None):
     r"""One Lion step (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), in place.
@@ -36,12 +37,7 @@ def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=Fa
         :math:`m`, one per param (zeros at the start); updated in place.
     lr, beta1, beta2, weight_decay : float
     maximize : bool, default False
-    grad_scale : float or 0-d ndarray, optional
-        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
-        in ``grads`` are not modified); a positive finite number.
-    found_inf : bool, number or 0-d ndarray, optional
-        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
-        step counts included).
+    {fused}
 
     Examples
     --------

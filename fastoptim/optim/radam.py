@@ -44,12 +44,7 @@ def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_de
     {steps}
     decoupled_weight_decay, maximize : bool, default False
     beta1, beta2, lr, weight_decay, eps : float
-    grad_scale : float or 0-d ndarray, optional
-        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
-        in ``grads`` are not modified); a positive finite number.
-    found_inf : bool, number or 0-d ndarray, optional
-        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
-        step counts included).
+    {fused}
 
     Examples
     --------

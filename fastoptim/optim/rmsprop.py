@@ -45,12 +45,7 @@ def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_s
     {steps}
     lr, alpha, eps, weight_decay, momentum : float
     centered, maximize : bool
-    grad_scale : float or 0-d ndarray, optional
-        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
-        in ``grads`` are not modified); a positive finite number.
-    found_inf : bool, number or 0-d ndarray, optional
-        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
-        step counts included).
+    {fused}
 
     Examples
     --------

@@ -41,12 +41,7 @@ def rprop(params, grads, prevs, step_sizes, state_steps, *, step_size_min, step_
     {steps}
     step_size_min, step_size_max, etaminus, etaplus : float
     maximize : bool, default False
-    grad_scale : float or 0-d ndarray, optional
-        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
-        in ``grads`` are not modified); a positive finite number.
-    found_inf : bool, number or 0-d ndarray, optional
-        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
-        step counts included).
+    {fused}
 
     Examples
     --------

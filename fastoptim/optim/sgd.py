@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _as_list, _flag, _fused, _scalar
+from fastoptim.optim._functional import _as_list, _flag, _fused, _scalar, _shared_doc
 from fastoptim.optim._validation import _is_array_scalar
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -11,6 +11,7 @@ from fastoptim.optim.registry import OPTIMIZERS
 __all__ = ["SGD", "sgd"]
 
 
+@_shared_doc
 def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, dampening, nesterov,
         maximize, grad_scale=None, found_inf=None):
     r"""One SGD step (with momentum, dampening, Nesterov, weight decay), in place.
@@ -43,12 +44,7 @@ def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, damp
         stored into the list.
     weight_decay, momentum, lr, dampening : float
     nesterov, maximize : bool
-    grad_scale : float or 0-d ndarray, optional
-        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
-        in ``grads`` are not modified); a positive finite number.
-    found_inf : bool, number or 0-d ndarray, optional
-        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
-        step counts included).
+    {fused}
 
     Examples
     --------
