@@ -615,7 +615,8 @@ class Optimizer:
             kwargs[name] = value if type(value) is float else _to_float(value)
         for name in info.flags:
             kwargs[name] = bool(group[name])
-        kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, bool(info.scalar_state)))
+        if "state_dtype" in group or "stochastic_rounding" in group:  # only there when given
+            kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, bool(info.scalar_state)))
         return kwargs
 
     def _new_state(self, key, param, group):
@@ -815,11 +816,12 @@ class Optimizer:
         """The update of every group, all or nothing: check and gather everything, then create
         missing state, then one kernel call per group, then store the state."""
         info = self._info
+        attrs = self.__dict__
         fused = None
         if (grad_scale is not None or found_inf is not None
-                or self.__dict__.get("_fused_ema") is not None
-                or self.__dict__.get("_armed_clip") is not None):
+                or attrs.get("_fused_ema") is not None or attrs.get("_armed_clip") is not None):
             fused = _fused.FusedStep(self, grad_scale, found_inf)
+        low_precision = attrs.get("_low_precision_params", True)  # a float16/bfloat16 param was added
         kernel = info.kernel_function
         with_step = bool(info.scalar_state)
         state = self.state
@@ -840,10 +842,11 @@ class Optimizer:
                     group_index, group, params, keys, with_step
                 )
             kwargs = self._kernel_kwargs(group)
-            masters, new_masters = (_low_precision.master_params(params, state)
-                                    if getattr(self, "_low_precision_params", True) else (None, ()))
-            if masters is not None:
-                kwargs["master_params"] = masters
+            masters, new_masters = None, ()
+            if low_precision:
+                masters, new_masters = _low_precision.master_params(params, state)
+                if masters is not None:
+                    kwargs["master_params"] = masters
             if fused is not None:
                 fused_kwargs = fused.kwargs(group_index, params, grads)
                 if fused_kwargs and (masters is not None
