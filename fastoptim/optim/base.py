@@ -229,6 +229,10 @@ def _run_step(self, func, args, kwargs):
 
 _SIGINT = _signal.SIGINT
 _pending_interrupts = []  # SIGINTs recorded during the main thread's step
+# The main thread's ident (only it may install a signal handler), refreshed in a child of fork, where
+# the forking thread is the main thread (threading's own fork handler, registered before ours, has
+# updated ``threading.main_thread()`` by then).
+_main_thread_ident = [threading.main_thread().ident]
 
 
 def _record_interrupt(signum, frame):
@@ -237,7 +241,7 @@ def _record_interrupt(signum, frame):
 
 def _defer_interrupt():
     """Install the recorder; return the handler to restore, or None if there is none."""
-    if get_ident() != threading.main_thread().ident:
+    if get_ident() != _main_thread_ident[0]:
         return None
     previous = _signal.getsignal(_SIGINT)
     if previous is None or previous is _record_interrupt:
@@ -271,6 +275,7 @@ def _track_lock(optimizer):
 
 
 def _new_locks_after_fork():
+    _main_thread_ident[0] = threading.main_thread().ident
     for optimizer in list(_optimizers):
         optimizer._lock = threading.RLock()
         optimizer._in_step = False
