@@ -617,7 +617,8 @@ class Optimizer:
         kwargs = {"check_overlap": False}  # the step template checks sharing itself
         for name, key, index in info.scalar_access:
             value = group[key] if index is None else group[key][index]
-            kwargs[name] = value if type(value) is float else _to_float(value)
+            kind = type(value)  # float, or int (torch's defaults of 0): the fast paths
+            kwargs[name] = value if kind is float else float(value) if kind is int else _to_float(value)
         for name in info.flags:
             kwargs[name] = bool(group[name])
         if "state_dtype" in group or "stochastic_rounding" in group:  # only there when given
