@@ -257,6 +257,17 @@ class KernelView:
         return ", ".join(out)
 
     # -- drivers ---------------------------------------------------------------------------------
+    def drivers(self):
+        """The share/run driver pairs the template stamps: ``(suffix, parameters after the
+        segment range, arguments the run driver passes on, the segment call)`` for the
+        float/double loops and for the low-precision ones (``_lp``, which take ``_sr`` too)."""
+        return [
+            ("", self.driver_params(), self.driver_args(),
+             f"_{self.name}_segment({self.segment_call_args()})"),
+            ("_lp", ", bint _sr" + self.lp_driver_params(), ", _sr" + self.driver_args(),
+             f"_{self.name}_segment_lp({self.lp_segment_call_args()})"),
+        ]
+
     def driver_params(self):
         """The consts and switches as trailing parameters of the drivers (", ..." or "")."""
         return "".join(", " + x for x in [f"floating {c}" for c in self.consts] + [f"int {s}" for s in self.switches])
