@@ -9,6 +9,15 @@ import pytest
 import fastoptim as fo
 
 
+@pytest.fixture(autouse=True)
+def _python_default_sigint_handler():
+    """Each test starts from Python's own handler, also when the suite runs in the background
+    (a shell starts background jobs with SIGINT ignored, and the tests assert what is restored)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 def _two_group_adam():
     a, b = fo.Parameter(np.ones(5)), fo.Parameter(np.ones(3, np.float32))
     a.grad, b.grad = np.full(5, 0.5), np.full(3, 0.5, np.float32)
