@@ -417,6 +417,7 @@ OPTIMIZERS = {info.name: info for info in [
             ("alpha eps", {"lr": 1e-3, "alpha": 0.5, "eps": 1e-3, "centered": True}),
         ]),
         default_config=7,
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="Adagrad", scalars=("lr", "weight_decay", "lr_decay", "eps"), flags=("maximize",),
@@ -437,6 +438,7 @@ OPTIMIZERS = {info.name: info for info in [
              {"lr": 0.1, "eps": 1e-3, "initial_accumulator_value": 0.5, "maximize": True}),
         ]),
         default_config=5,
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="Adadelta", scalars=("lr", "rho", "eps", "weight_decay"), flags=("maximize",),
@@ -453,6 +455,7 @@ OPTIMIZERS = {info.name: info for info in [
             ("eps rho one", {"eps": 1e-3, "rho": 1.0}),
         ]),
         default_config=4,
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="Adamax", scalars=_ADAM_SCALARS, flags=("maximize",),
@@ -469,6 +472,7 @@ OPTIMIZERS = {info.name: info for info in [
             ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.99)}),
         ]),
         default_config=4,
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="Lion", scalars=("lr", ("beta1", "betas", 0), ("beta2", "betas", 1), "weight_decay"),
@@ -484,6 +488,7 @@ OPTIMIZERS = {info.name: info for info in [
             ("beta1 zero", {"betas": (0.0, 0.99)}),
         ]),
         default_config=4,
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="NAdam", scalars=_ADAM_SCALARS + ("momentum_decay",),
@@ -508,6 +513,7 @@ OPTIMIZERS = {info.name: info for info in [
             ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.95), "momentum_decay": 0.0}),
         ]),
         default_config=5,  # decoupled_weight_decay
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="RAdam", scalars=_ADAM_SCALARS, flags=("decoupled_weight_decay", "maximize"),
@@ -528,6 +534,7 @@ OPTIMIZERS = {info.name: info for info in [
             ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.95)}),
         ]),
         default_config=4,  # decoupled_weight_decay
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="ASGD", scalars=("lambd", "lr", "t0", "alpha", "weight_decay"), flags=("maximize",),
@@ -546,6 +553,7 @@ OPTIMIZERS = {info.name: info for info in [
                                  "weight_decay": 0.05, "maximize": True}),
         ]),
         default_config=7,  # early averaging
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="Rprop", scalars=(("etaminus", "etas", 0), ("etaplus", "etas", 1),
@@ -565,6 +573,7 @@ OPTIMIZERS = {info.name: info for info in [
              {"lr": 0.1, "etas": (0.2, 1.9), "step_sizes": (0.05, 0.2), "maximize": True}),
         ]),
         default_config=4,  # maximize
+        peers=("numpy",),
     ),
 ]}
 

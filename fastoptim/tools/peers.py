@@ -184,6 +184,7 @@ class NumpyPeer(Peer):
         need_second = (group.get("weight_decay", 0) != 0
                        and not group.get("decoupled_weight_decay", False))
         self._scratch2 = np.empty(scratch_size, case.dtype) if need_second else None
+        self._extra_scratch = []     # further scratch arrays, made by the first step that asks
         # The state arrays the step uses (zeros; a lazy buffer is filled by the first step).
         self.state = [[np.zeros_like(p) for p in self.params]
                       for _ in info.active_buffers(group)]
@@ -217,6 +218,28 @@ class NumpyPeer(Peer):
         np.multiply(p, wd, out=d)
         d += g
         return d
+
+
+    def _scratch_n(self, index, a, z):
+        """The ``index``-th further scratch array (0, 1, ...) beyond ``_scratch`` and the
+        weight-decay scratch, as large as ``_scratch`` and allocated once, at its first use
+        (a rule whose step needs more than one intermediate array), sliced to ``a:z``."""
+        while len(self._extra_scratch) <= index:
+            self._extra_scratch.append(np.empty_like(self._scratch))
+        return self._extra_scratch[index][:z - a]
+
+    @staticmethod
+    def _lerp(start, end, weight, s):
+        """``start.lerp_(end, weight)`` in place, rounded as torch's CPU kernel rounds it:
+        ``start + weight * (end - start)`` for ``|weight| < 0.5``, else
+        ``end - (end - start) * (1 - weight)``; ``s`` is scratch of the same size."""
+        np.subtract(end, start, out=s)
+        if abs(weight) < 0.5:
+            s *= weight
+            start += s
+        else:
+            s *= 1.0 - weight
+            np.subtract(end, s, out=start)
 
 
 class NumpyBlockedPeer(NumpyPeer):
