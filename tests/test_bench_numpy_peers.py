@@ -80,3 +80,29 @@ def test_agreement_check_catches_a_wrong_numpy_rule(optimizer):
     wrong = make_peer("numpy", case)                    # a 1% error in lr
     wrong.cfg = dataclasses.replace(config, lr=config.lr * 1.01)
     assert bench.check_agreement(_run(wrong, 2), reference, case.init_params) > 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name, kwargs, lr", _cases())
+def test_numpy_rule_matches_fastoptim_with_changing_gradients(name, kwargs, lr, dtype):
+    # The benchmark's gradients are fixed; here they change between steps (a random half of the
+    # entries flips sign, all are rescaled), in place in the memory every peer reads, so that
+    # Rprop's sign logic (etaminus, the zeroed gradient), Adamax's running max and the momentum
+    # buffers see both signs. Both peers step in lockstep.
+    config = _config(name, kwargs, lr)
+    case = Case([(5_000,), (3, 5), (1,)], dtype, config, seed=7)
+    rng = np.random.default_rng(11)
+    peers = [make_peer(n, case) for n in ("fastoptim", "numpy", "numpy-blocked")]
+    flips = 0
+    for _ in range(6):
+        for peer in peers:
+            peer.step()
+        for g in case.writeable_grads:
+            sign = np.where(rng.random(g.shape) < 0.5, -1.0, 1.0).astype(dtype)
+            g *= sign * dtype(rng.uniform(0.5, 2.0))
+            flips += int((sign < 0).sum())
+    assert flips > 0
+    ours = peers[0].numpy_params()
+    for peer in peers[1:]:
+        error = bench.check_agreement(peer.numpy_params(), ours, case.init_params)
+        assert error <= 1.0, (peer.name, error)
