@@ -106,3 +106,13 @@ def test_numpy_rule_matches_fastoptim_with_changing_gradients(name, kwargs, lr, 
     for peer in peers[1:]:
         error = bench.check_agreement(peer.numpy_params(), ours, case.init_params)
         assert error <= 1.0, (peer.name, error)
+
+
+def test_peer_sign_is_torchs_sign():
+    # torch.sign gives 0 for NaN (np.sign gives NaN): the Lion and Rprop rules use the peer's
+    case = Case([(5,)], np.float32, bench.OPTIMIZERS[NUMPY_BENCH[0]])
+    peer = make_peer("numpy", case)
+    x = np.array([np.nan, -0.0, 0.0, 2.5, -3e-30], np.float32)
+    out = np.full(5, 7.0, np.float32)
+    peer._sign(x, out, 0, 5)
+    np.testing.assert_array_equal(out, [0.0, 0.0, 0.0, 1.0, -1.0])

@@ -152,7 +152,7 @@ def _numpy_rule(peer, group):
         s += d
         if wd != 0:
             p *= decay                                  # param.mul_(1 - lr * wd)
-        np.sign(s, out=s)                               # param.add_(update.sign_(), alpha=-lr)
+        peer._sign(s, s, a, z)                          # param.add_(update.sign_(), alpha=-lr)
         s *= -lr
         p += s
         exp_avg *= beta2                                # exp_avg.mul_(beta2)

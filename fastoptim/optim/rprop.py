@@ -150,19 +150,16 @@ def _numpy_rule(peer, group):
     """torch's single-tensor Rprop step, op by op (``_single_tensor_rprop``): the sign of
     ``grad * prev`` picks ``etaplus``, ``etaminus`` or 1 per element; step sizes clamped to
     ``step_sizes``; where the sign flipped the gradient counts as 0. The two masks are boolean
-    scratch arrays made once (``step_size`` starts at ``lr``, filled by the first step)."""
+    scratch arrays of the peer (``step_size`` starts at ``lr``, filled by the first step)."""
     etaminus, etaplus = group["etas"]
     step_size_min, step_size_max = group["step_sizes"]
     keys = peer.cfg.info.active_buffers(group)
-    if peer.step_count == 1:
-        peer._rprop_masks = (np.empty(peer._scratch.size, bool), np.empty(peer._scratch.size, bool))
-    pos_all, neg_all = peer._rprop_masks
     for p, g, state, s, a, z in peer._pieces_of():
         st = dict(zip(keys, state))
         prev, step_size = st["prev"], st["step_size"]
         if peer.step_count == 1:
             step_size.fill(float(group["lr"]))          # torch's state: full_like(p, lr)
-        pos, neg = pos_all[:z - a], neg_all[:z - a]
+        pos, neg = peer._mask_n(2, a, z), peer._mask_n(3, a, z)
         np.multiply(g, prev, out=s)                     # sign = grad.mul(prev).sign()
         np.greater(s, 0, out=pos)
         np.less(s, 0, out=neg)
@@ -170,7 +167,7 @@ def _numpy_rule(peer, group):
         np.multiply(step_size, etaplus, out=step_size, where=pos)
         np.multiply(step_size, etaminus, out=step_size, where=neg)
         np.clip(step_size, step_size_min, step_size_max, out=step_size)
-        np.sign(g, out=s)                               # grad[sign == etaminus] = 0
+        peer._sign(g, s, a, z)                          # grad[sign == etaminus] = 0
         np.copyto(s, 0, where=neg)
         s *= step_size                                  # param.addcmul_(grad.sign(), step_size, -1)
         p -= s
