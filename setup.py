@@ -98,8 +98,19 @@ int main(void) {
 EMPTY_PROBE = "int fastoptim_probe(void) { return 0; }\n"
 
 
+def _jobs():
+    """Parallel jobs of the build (``FASTOPTIM_BUILD_JOBS``, default every core): pip passes no
+    ``-j``, and the kernels are compiled once per instruction-set level."""
+    return max(1, int(os.environ.get("FASTOPTIM_BUILD_JOBS") or os.cpu_count() or 1))
+
+
 class BuildExt(build_ext):
     """build_ext that probes OpenMP and per-variant flags before compiling."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:  # compile the extensions side by side
+            self.parallel = _jobs()
 
     def build_extensions(self):
         compiler = self.compiler
@@ -224,7 +235,7 @@ def _cythonize(exts):
     from Cython.Build import cythonize
 
     return cythonize(exts, compiler_directives=_compiler_directives(), quiet=True,
-                     nthreads=0, force=os.environ.get("FASTOPTIM_BOUNDSCHECK") is not None)
+                     nthreads=_jobs() if _jobs() > 1 else 0, force=os.environ.get("FASTOPTIM_BOUNDSCHECK") is not None)
 
 
 setup(ext_modules=_cythonize(_extensions()), cmdclass={"build_ext": BuildExt})

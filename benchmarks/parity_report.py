@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 import fastoptim as fo
+from fastoptim._kernels.spec import KERNELS
 from fastoptim.optim.registry import OPTIMIZERS
 from fastoptim.tools.bench import OptimizerConfig
 from fastoptim.tools.peers import _state_lists
@@ -136,7 +137,9 @@ def kernel_table():
 # class level: fastoptim's deviation from torch next to torch's own foreach-vs-single deviation
 # ------------------------------------------------------------------------------------------------
 
-CLASS_NAMES = ("RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam", "ASGD", "Rprop", "Lion")
+# every optimizer of the registry with a compiled elementwise kernel (the nine of round 2 and the
+# three of round 1, whose kernel-level table is above)
+CLASS_NAMES = tuple(name for name, info in OPTIMIZERS.items() if info.kernel in KERNELS)
 CLASS_STEPS = 160
 CLASS_ARRAYS = 48
 
@@ -156,29 +159,6 @@ def ieee_sqrt():
         torch.Tensor.sqrt, torch.Tensor.sqrt_, torch.sqrt = saved
 
 
-class _LionReference:
-    """Lion's reference formula (lucidrains/lion-pytorch) in torch ops, with fastoptim's groups."""
-
-    def __init__(self, groups, **kwargs):
-        defaults = {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0, "maximize": False, **kwargs}
-        self.param_groups = [{**defaults, **g} for g in groups]
-        self.state = {}
-
-    def step(self):
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            lr, wd = group["lr"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = -p.grad if group["maximize"] else p.grad
-                m = self.state.setdefault(p, {"exp_avg": torch.zeros_like(p)})["exp_avg"]
-                with torch.no_grad():
-                    p.mul_(1 - lr * wd)
-                    p.add_(m.mul(beta1).add(g, alpha=1 - beta1).sign_(), alpha=-lr)
-                m.mul_(beta2).add_(g, alpha=1 - beta2)
-
-
 def _groups(config, params):
     thirds = np.array_split(np.arange(len(params)), 3)
     extra = [{}, dict(config.group_overrides), {"lr": 0.002}]
@@ -186,8 +166,9 @@ def _groups(config, params):
 
 
 def _torch_optimizer(config, params, foreach):
-    if config.optimizer == "Lion":
-        return _LionReference(_groups(config, params), **config.kwargs)
+    info = OPTIMIZERS[config.optimizer]
+    if not info.in_torch:  # its reference formula in torch ops, from its class file
+        return info.peer_rule("reference")(torch, _groups(config, params), **config.kwargs)
     groups = [{**g, **config.torch_kwargs({k: v for k, v in g.items() if k != "params"})}
               for g in _groups(config, params)]
     return config.make_torch(groups, foreach=foreach)
@@ -231,7 +212,7 @@ def _class_run(config, dtype, seed, devs):
     ours = [fo.Parameter(x.copy()) for x in start]
     opt = config.make(_groups(config, ours))
     runs = {}
-    has_torch = config.optimizer != "Lion"
+    has_torch = OPTIMIZERS[config.optimizer].in_torch
     for run in ("single", "foreach", "ieee") if has_torch else ("single",):
         tps = [torch.nn.Parameter(torch.from_numpy(x.copy())) for x in start]
         runs[run] = (tps, _torch_optimizer(config, tps, foreach=run == "foreach"))
@@ -272,8 +253,9 @@ def class_table():
             configs = OPTIMIZERS[name].configs
             for k, config in enumerate(configs):
                 _class_run(config, dtype, k, devs)
-            foreach = devs["foreach"].cells() if name != "Lion" else ["-".rjust(8)] * 3
-            ieee = f"{devs['ieee'].mism:9d}" if name != "Lion" else "-".rjust(9)
+            in_torch = OPTIMIZERS[name].in_torch
+            foreach = devs["foreach"].cells() if in_torch else ["-".rjust(8)] * 3
+            ieee = f"{devs['ieee'].mism:9d}" if in_torch else "-".rjust(9)
             print(f"{name:9s} {np.dtype(dtype).name:7s} {len(configs):7d} |            "
                   + " ".join(devs["fo"].cells()) + " |                "
                   + " ".join(foreach) + " | " + ieee, flush=True)

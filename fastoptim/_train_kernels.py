@@ -16,5 +16,6 @@ except ImportError:  # a build with the baseline variant only
 
 # The loaded variant's entry points, as names of this module.
 __all__ = ["norm_kind", "array_norms", "vector_norm", "grads_of", "total_norm", "scale", "clamp",
-           "lerp", "running_mean", "adafactor_means", "adafactor_update", "axpy"]
+           "lerp", "running_mean", "adafactor_means", "adafactor_update", "axpy", "blas_dot",
+           "aten_sum"]
 globals().update({name: getattr(_impl, name) for name in __all__})

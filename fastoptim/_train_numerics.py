@@ -10,11 +10,8 @@ def norm2(a):
 
 
 def fma_add(x, alpha, u):
-    """``x + alpha * u`` rounded once, as ATen's vectorised ``x.add_(u, alpha=alpha)`` (an FMA).
-
-    float32 is computed exactly in float64 (the product of two float32 values is exact) and
-    rounded once more; float64 uses separate roundings (1 ulp from the FMA at most).
-    """
-    if x.dtype == np.float32:
-        return (x.astype(np.float64) + np.float64(np.float32(alpha)) * u.astype(np.float64)).astype(np.float32)
-    return x + float(alpha) * u
+    """``x + alpha * u`` rounded once, as ATen's vectorised ``x.add_(u, alpha=alpha)`` (an FMA),
+    ``alpha`` rounded to ``x``'s dtype; a new array (``u`` is cast to ``x``'s dtype)."""
+    out = np.array(x, dtype=x.dtype, order="C", copy=True)
+    _train_kernels.axpy([out], [np.ascontiguousarray(u, dtype=x.dtype).reshape(out.shape)], alpha)
+    return out

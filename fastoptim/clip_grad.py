@@ -51,6 +51,8 @@ def _rounds(grads):
     A gradient array shared by two parameters (tied weights) is scaled once per occurrence, as
     torch's ``_foreach_mul_`` does, but never twice in one parallel pass (that would race).
     """
+    if len(set(map(id, grads))) == len(grads):     # the usual case: no array twice
+        return [grads]
     rounds = []
     counts = {}
     for g in grads:
@@ -63,6 +65,11 @@ def _rounds(grads):
 
 
 def _scale(grads, coef):
+    # torch always multiplies; x * 1.0 == x bit for bit (zeros, infinities, subnormals and quiet
+    # NaNs keep their bits; only a signaling NaN, which arithmetic never produces, would come out
+    # quieted), so a coefficient of exactly 1 (the norm is below max_norm) skips the pass
+    if coef == 1.0:
+        return
     for part in _rounds(grads):
         _train_kernels.scale(part, coef, coef)
 
@@ -166,7 +173,8 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
     _scale(grads, _coefficient(max_norm, total_norm))
 
 
-def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None, *,
+                    fused_with=None):
     r"""Clip the gradient norm of ``parameters`` in place (``torch.nn.utils.clip_grad_norm_``).
 
     .. math::
@@ -187,6 +195,13 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         Raise (and leave the gradients unchanged) if the norm is NaN or infinite.
     foreach : bool or None
         Accepted for torch compatibility.
+    fused_with : Optimizer, optional
+        Keyword-only (fastoptim's extension): an elementwise fastoptim optimizer. The gradients
+        of its parameters are then *not* scaled in memory: the coefficient is armed for its next
+        ``step()``, which multiplies each gradient by it as it reads it (bitwise the separate
+        calls' result; one pass over memory fewer). Gradients of other parameters are scaled in
+        memory as usual. Each param group must be clipped whole or not at all; ``zero_grad()``
+        drops an armed coefficient. See "One pass: clip, step and EMA" (``docs/fused.rst``).
 
     Returns
     -------
@@ -217,7 +232,12 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     grads = _train_kernels.grads_of(params)
     total = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
     if grads:
-        _scale(grads, _coefficient(max_norm, total))
+        coef = _coefficient(max_norm, total)
+        if fused_with is None:
+            _scale(grads, coef)
+        else:
+            from fastoptim.optim import _fused
+            _fused.arm_clip(fused_with, params, coef, _scale)
     return total
 
 

@@ -64,6 +64,7 @@ def get_ema_multi_avg_fn(decay=0.999):
         _train_kernels.lerp(list(ema_param_list), list(current_param_list), weight, weight)
 
     ema_update._fastoptim_multi_dtype = True
+    ema_update._fastoptim_ema_weight = weight      # AveragedModel(..., fused_with=opt) reads it
     return ema_update
 
 
@@ -168,6 +169,14 @@ class AveragedModel:
         ``avg_fn(averaged, current, num_averaged) -> new averaged array``.
     multi_avg_fn : callable, optional
         ``multi_avg_fn(averaged_list, current_list, num_averaged)`` updating in place.
+    fused_with : Optimizer, optional
+        Keyword-only (fastoptim's extension): an elementwise fastoptim optimizer whose parameters
+        ``params`` are; each ``fused_with.step()`` then updates the average from the new
+        parameters in the same pass over memory as the step (bitwise what
+        :meth:`update_parameters` after the step gives; the first step copies) and counts
+        :attr:`n_averaged`. Needs ``multi_avg_fn=get_ema_multi_avg_fn(decay)``;
+        :meth:`update_parameters` is then refused (the step does it) until :meth:`detach`.
+        See "One pass: clip, step and EMA" (``docs/fused.rst``).
 
     Attributes
     ----------
@@ -189,18 +198,41 @@ class AveragedModel:
     (array([2., 3.]), 2)
     """
 
-    def __init__(self, params, avg_fn=None, multi_avg_fn=None):
+    def __init__(self, params, avg_fn=None, multi_avg_fn=None, *, fused_with=None):
         if avg_fn is not None and multi_avg_fn is not None:
             raise AssertionError("Only one of avg_fn and multi_avg_fn should be provided")
         for name, fn in (("avg_fn", avg_fn), ("multi_avg_fn", multi_avg_fn)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
         keys, arrays = _structure(params, "params")
+        weight = None
+        if fused_with is not None:
+            weight = getattr(multi_avg_fn, "_fastoptim_ema_weight", None)
+            if weight is None:
+                raise ValueError("fused_with needs multi_avg_fn=fo.swa_utils.get_ema_multi_avg_fn(decay): "
+                                 "the fused step updates an exponential moving average")
         self._keys = keys
         self._arrays = [np.array(a, dtype=a.dtype, order="C", copy=True, subok=False) for a in arrays]
         self.n_averaged = 0
         self.avg_fn = avg_fn
         self.multi_avg_fn = multi_avg_fn
+        self._fused_with = None
+        if fused_with is not None:
+            from fastoptim.optim import _fused
+            _fused.attach_ema(fused_with, self, arrays, self._arrays, weight)
+            self._fused_with = fused_with
+
+    @property
+    def fused_with(self):
+        """The optimizer whose steps update this average (``None``: :meth:`update_parameters` does)."""
+        return self._fused_with
+
+    def detach(self):
+        """Stop updating the average in ``fused_with``'s steps (:meth:`update_parameters` works again)."""
+        if self._fused_with is not None:
+            from fastoptim.optim import _fused
+            _fused.detach_ema(self._fused_with, self)
+            self._fused_with = None
 
     @property
     def averaged(self):
@@ -233,6 +265,10 @@ class AveragedModel:
 
         Everything is checked before any array changes.
         """
+        if self._fused_with is not None:
+            raise RuntimeError(f"this AveragedModel is updated by the steps of its fused_with "
+                               f"{type(self._fused_with).__name__}; do not call update_parameters "
+                               f"as well (or call detach() first)")
         current = self._matching(params, "params")
         if self.n_averaged == 0:
             for mine, a in zip(self._arrays, current):

@@ -197,3 +197,34 @@ def test_shared_gradient_is_scaled_once_per_occurrence_like_torch():
     fo.clip_grad_value_([a, b], 1e-3)
     torch.nn.utils.clip_grad_value_([ta, tb], 1e-3)
     np.testing.assert_array_equal(a.grad, ta.grad.numpy())
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_paired_norms_and_reordered_scaling_are_exact(threads, n):
+    """The norm pass sums two arrays of one size class at once and the scaling walks the arrays
+    in reverse size order in chunks: each result must still be the array's own norm in torch's
+    order (vector_norm, one array at a time) and the plain product, whatever the thread count."""
+    from fastoptim import _train_kernels
+
+    fo.set_num_threads(n)
+    rng = np.random.default_rng(11)
+    sizes = [300_000, 70_001, 1, 0, 13, 70_000, 300_017, 5, 8, 200_000, 131_072, 9]
+    arrays = [rng.standard_normal(s).astype(np.float32 if i % 3 else np.float64)
+              for i, s in enumerate(sizes)]
+    norms = _train_kernels.array_norms(arrays, 2.0)
+    assert [float(x) for x in norms] == [_train_kernels.vector_norm(a, 2.0) for a in arrays]
+    scaled = [a.copy() for a in arrays]
+    _train_kernels.scale(scaled, 0.3, 0.3)
+    for s, a in zip(scaled, arrays):
+        assert np.array_equal(s, a * a.dtype.type(0.3))
+
+
+def test_coefficient_one_leaves_grads_untouched():
+    w = fo.Parameter(np.zeros(3, np.float32))
+    w.grad = np.array([0.1, -0.0, np.nan], np.float32)
+    fo.clip_grad_norm_([w], max_norm=1.0)
+    assert np.isnan(w.grad).all()   # NaN norm: the coefficient is NaN, the pass runs (as torch)
+    w.grad = np.array([0.1, -0.0, 0.2], np.float32)
+    before = w.grad.copy()
+    fo.clip_grad_norm_([w], max_norm=10.0)
+    assert w.grad.tobytes() == before.tobytes()

@@ -438,3 +438,44 @@ def test_optimizers_without_a_kernel_refuse_low_precision_params(name):
     p = fo.Parameter(np.zeros((4, 4), np.float16))
     with pytest.raises(TypeError, match="float32 and float64 Parameters only"):
         getattr(fo, name)([p])
+
+
+@pytest.mark.parametrize("how", ["grad_scale", "clip", "ema"])
+def test_the_fused_step_is_refused_for_low_precision_groups_and_changes_nothing(how):
+    """grad_scale, clip_grad_norm_(fused_with=) and AveragedModel(fused_with=) work on
+    float32/float64 groups only: a low-precision group is refused before anything changes."""
+    params, opt, rng = _trained()
+    kwargs = {}
+    if how == "ema":  # the first update copies (outside the kernel); the second is refused
+        fo.swa_utils.AveragedModel(params, multi_avg_fn=fo.swa_utils.get_ema_multi_avg_fn(0.9),
+                                   fused_with=opt)
+        _continue(params, opt, rng, steps=1)
+    before = [p.copy() for p in params]
+    state = {k: v.copy() for k, v in opt.state[params[0]].items() if isinstance(v, np.ndarray)}
+    steps = opt._step_count
+    for p in params:
+        p.grad = rng.standard_normal(p.shape).astype(p.dtype)
+    if how == "grad_scale":
+        kwargs["grad_scale"] = 2.0
+    elif how == "clip":
+        fo.clip_grad_norm_(params, 1e-3, fused_with=opt)
+    with pytest.raises(ValueError, match="float16/bfloat16 state or params"):
+        opt.step(**kwargs)
+    assert all(np.array_equal(a, b) for a, b in zip(params, before))
+    assert all(np.array_equal(opt.state[params[0]][k], v) for k, v in state.items())
+    assert opt._step_count == steps
+
+
+def test_the_fused_kernel_arguments_are_refused_for_low_precision_arrays():
+    p = np.ones(8, np.float32)
+    g = np.full(8, 0.5, np.float32)
+    m, v = np.zeros(8, BF16), np.zeros(8, BF16)
+    steps = [0]
+    args = ([p], [g], [m], [v], [None], steps)
+    kw = dict(amsgrad=False, beta1=0.9, beta2=0.999, lr=0.1, weight_decay=0.0, eps=1e-8,
+              maximize=False, state_dtype="bfloat16")
+    with pytest.raises(ValueError, match="float16/bfloat16 state or params"):
+        kernels.adam(*args, grad_mul=0.5, **kw)
+    assert steps == [0] and np.all(p == 1) and not m.view(np.uint16).any()
+    kernels.adam(*args, grad_mul=1.0, **kw)   # the default factor: the plain low-precision step
+    assert steps == [1] and np.all(p < 1)

@@ -1,9 +1,12 @@
 """Adafactor, LBFGS and Muon against torch.optim 2.13 (relative error after many steps), their
 torch error inputs, state layout, checkpoint resume and thread-count independence."""
+import functools
+
 import numpy as np
 import pytest
 
 import fastoptim as fo
+from fastoptim import _train_kernels
 from fastoptim.optim import muon as muon_module
 
 try:
@@ -105,14 +108,71 @@ def _lbfgs_run(dtype, kw, steps=20, torch=None):
 
 LBFGS_CONFIGS = [{}, {"lr": 0.3, "max_iter": 1}, {"max_iter": 2}, {"tolerance_grad": 1e-6},
                  {"lr": 0.5}, {"max_eval": 10}, {"tolerance_change": 1e-6}]
-# Runs that take hundreds of slow iterations end where |loss - prev_loss| crosses
-# tolerance_change, a branch that a last-bit difference in a dot product can flip (torch's dot is
-# MKL's, whose summation order is not reproducible; ours is NumPy's BLAS). Measured: lr=0.01
-# float32 1.2e-4, float64 2.3e-6 (n_iter 60 vs 61); history 3 + strong Wolfe float32 5.7e-5;
-# history 5, max_iter 4 + strong Wolfe float32 1.07e-5, float64 1.9e-12; history 10 + strong
-# Wolfe float64 2.8e-12.
+# Long runs (hundreds of iterations, or history/max_iter combinations that end where
+# |loss - prev_loss| crosses tolerance_change): a last-bit difference in a reduction flips a branch
+# there. LBFGS reproduces torch's dot (MKL's order, _train_kernels.blas_dot) and its abs().sum()
+# (ATen's cascade, _train_kernels.aten_sum) bit for bit, so these too meet the issue's bounds;
+# measured here: every float32 and float64 run of both lists identical to torch's except history 3,
+# max_iter 3 + strong Wolfe in float32, 8.05e-6 (torch's float32 0-d sqrt in the cubic
+# interpolation is not correctly rounded: off by 1 ulp for ~20% of inputs on this machine, NumPy's
+# is). The second pair of bounds is the one these runs met with NumPy's own reductions (where the
+# installed torch sums in an order not reproduced, e.g. another BLAS or CPU family).
 LBFGS_SENSITIVE = [({"lr": 0.01}, 3e-4, 1e-5), ({"history_size": 3, "max_iter": 3}, 1e-4, 1e-12),
                    ({"history_size": 5, "max_iter": 4}, 3e-5, 5e-12), ({"history_size": 10}, 1e-5, 5e-12)]
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_reductions_reproduced():
+    """Whether the installed torch's dot and sum sum in the order LBFGS reproduces (measured on
+    random vectors of this test's length and a few others)."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(7)
+    with _TorchThreads(torch, 1):
+        for dtype in (np.float32, np.float64):
+            for n in (37, 5, 16, 100, 1001):
+                for _ in range(20):
+                    # 64-byte aligned, as torch allocates (MKL peels misaligned heads first)
+                    a, b = _aligned(n, dtype), _aligned(n, dtype)
+                    a[...], b[...] = rng.standard_normal((2, n))
+                    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+                    if (_train_kernels.blas_dot(a, b) != ta.dot(tb).item()
+                            or _train_kernels.aten_sum(a) != ta.sum().item()):
+                        return False
+    return True
+
+
+def _aligned(n, dtype):
+    raw = np.empty(n * np.dtype(dtype).itemsize + 64, np.uint8)
+    start = (-raw.ctypes.data) % 64
+    return raw[start:start + n * np.dtype(dtype).itemsize].view(dtype)
+
+
+class _TorchThreads:
+    def __init__(self, torch, n):
+        self.torch, self.n = torch, n
+
+    def __enter__(self):
+        self.saved = self.torch.get_num_threads()
+        self.torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        self.torch.set_num_threads(self.saved)
+
+
+def test_torch_dot_and_sum_reproduced_bit_for_bit():
+    """On the machine class the orders were measured on (x86-64 AMD, torch with MKL) they must
+    match; elsewhere the LBFGS tests fall back to the looser bounds and this says so."""
+    torch = pytest.importorskip("torch")
+    import platform
+    amd = False
+    try:
+        with open("/proc/cpuinfo") as f:
+            amd = "AuthenticAMD" in f.read(4096)
+    except OSError:
+        pass
+    if not (amd and platform.machine() == "x86_64" and "mkl" in torch.__config__.show().lower()):
+        pytest.skip("orders measured for torch + MKL on x86-64 AMD CPUs only")
+    assert _torch_reductions_reproduced()
 
 
 def _check_lbfgs(dtype, kw, bound):
@@ -128,8 +188,9 @@ def _check_lbfgs(dtype, kw, bound):
 @pytest.mark.parametrize("line_search_fn", [None, "strong_wolfe"])
 @pytest.mark.parametrize("kw, bound32, bound64", LBFGS_SENSITIVE)
 def test_lbfgs_long_runs_stay_close_to_torch(dtype, line_search_fn, kw, bound32, bound64):
+    loose = bound32 if dtype == np.float32 else bound64
     _check_lbfgs(dtype, dict(kw, line_search_fn=line_search_fn),
-                 bound32 if dtype == np.float32 else bound64)
+                 TOL[dtype] if _torch_reductions_reproduced() else loose)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -140,9 +201,11 @@ def test_lbfgs_matches_torch_over_20_steps(dtype, line_search_fn, kw):
     s = opt.state[opt.param_groups[0]["params"][0]]
     ts = topt.state[topt.param_groups[0]["params"][0]]
     assert sorted(s) == sorted(ts)
-    # the same iterations, up to a final one that a last-bit difference can add or save
-    assert abs(s["n_iter"] - ts["n_iter"]) <= 1
-    assert abs(s["func_evals"] - ts["func_evals"]) <= 2
+    # the same iterations (with torch's reduction orders), else up to a final one that a
+    # last-bit difference can add or save
+    slack = 0 if _torch_reductions_reproduced() else 1
+    assert abs(s["n_iter"] - ts["n_iter"]) <= slack
+    assert abs(s["func_evals"] - ts["func_evals"]) <= 2 * slack
     assert type(s["prev_loss"]) is float and s["d"].shape == tuple(ts["d"].shape)
 
 
@@ -313,6 +376,16 @@ def test_torch_error_inputs_match_torch_messages():
         with pytest.raises(exc) as mine:
             cls([fo.Parameter(np.ones((1, 1)))], **kw)
         assert str(mine.value) == str(info.value)
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 3, 4), ()])
+def test_muon_2d_error_matches_torch_text(shape):
+    torch = pytest.importorskip("torch")
+    with pytest.raises(ValueError) as theirs:
+        torch.optim.Muon([torch.nn.Parameter(torch.ones(shape))])
+    with pytest.raises(ValueError) as mine:
+        fo.Muon([fo.Parameter(np.ones(shape))])
+    assert str(mine.value) == str(theirs.value)
 
 
 def test_muon_and_lbfgs_structural_errors():

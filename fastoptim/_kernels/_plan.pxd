@@ -14,6 +14,7 @@ cdef enum:
 cdef struct Segment:
     char* param                 # INOUT
     const char* grad            # IN
+    char* ema                   # INOUT: the EMA target of the param (NULL: no EMA in this call)
     char* buf[MAX_BUFFERS]      # INOUT: the state buffers in the kernel's order (NULL when unused)
     Py_ssize_t size
     Py_ssize_t start            # index of this array's first element in the call's flattened work
@@ -41,6 +42,12 @@ cdef class Plan:
     cdef Segment* add(self, cnp.ndarray param, cnp.ndarray grad, int kind) except NULL
     cdef commit(self, tuple lists, object state_steps)
 
+
+# The fused training step (docs/fused.rst): the gradient divisor (torch's ``grad_scale``), the skip
+# flag (``found_inf``) and the EMA targets updated from the new params in the same element loop.
+cdef double grad_divisor(object grad_scale) except? -1.0
+cdef bint found_inf_set(object found_inf) except -1
+cdef int attach_ema(Plan plan, list params, list ema, bint check_overlap) except -1
 
 cdef Plan build_plan(str what, list params, list grads, tuple lists, tuple names, unsigned active,
                      unsigned lazy, tuple extra_lists, tuple extra_names, object state_steps,

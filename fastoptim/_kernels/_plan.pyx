@@ -361,6 +361,7 @@ cdef class Plan:
         self.n += 1
         s.param = <char*>cnp.PyArray_DATA(param)
         s.grad = <const char*>cnp.PyArray_DATA(grad)
+        s.ema = NULL
         for k in range(MAX_BUFFERS):
             s.buf[k] = NULL
         for k in range(MAX_SCALARS):
@@ -570,3 +571,70 @@ cdef void set_scalar_state(object array, double value) noexcept:
         (<float*>cnp.PyArray_DATA(<cnp.ndarray>array))[0] = <float>value
     else:
         (<double*>cnp.PyArray_DATA(<cnp.ndarray>array))[0] = value
+
+
+# --------------------------------------------------------------------------------------------------
+# the fused training step: gradient scale, found_inf, EMA targets (docs/fused.rst)
+# --------------------------------------------------------------------------------------------------
+
+cdef double _zero_d_value(object value, str name) except? -1.0:
+    """A Python real number or a 0-d (or one-element) real array, as a double."""
+    if isinstance(value, (bool, np.bool_)):
+        return 1.0 if value else 0.0
+    if isinstance(value, np.ndarray):
+        if (<object>value).size != 1:
+            raise ValueError(f"{name} must be a number or a 0-d array, got an array of shape "
+                             f"{(<object>value).shape}")
+        if (<object>value).dtype.kind not in "biuf":
+            raise TypeError(f"{name} must be a real number or a 0-d real array, got an array of "
+                            f"dtype {(<object>value).dtype}")
+        return float((<object>value).reshape(()).item())
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    raise TypeError(f"{name} must be a real number or a 0-d array, got {type(value).__name__}")
+
+
+cdef double grad_divisor(object grad_scale) except? -1.0:
+    """torch's ``grad_scale`` (every gradient is divided by it in the kernel): 1.0 for None; else a
+    positive finite number or 0-d array (a loss scale)."""
+    cdef double v
+    if grad_scale is None:
+        return 1.0
+    v = _zero_d_value(grad_scale, "grad_scale")
+    if not (v > 0.0 and v < float("inf")):
+        raise ValueError(f"grad_scale must be a positive finite number (the loss scale the "
+                         f"gradients are divided by), got {v!r}; nothing was updated")
+    return v
+
+
+cdef bint found_inf_set(object found_inf) except -1:
+    """torch's ``found_inf``: None/False/0 -> take the step; anything non-zero (NaN included) ->
+    skip it, changing nothing."""
+    if found_inf is None:
+        return False
+    return _zero_d_value(found_inf, "found_inf") != 0.0
+
+
+cdef int attach_ema(Plan plan, list params, list ema, bint check_overlap) except -1:
+    """Point each segment at the EMA target of its param (``ema[i]``: exactly ``params[i]``'s
+    shape and dtype, C-contiguous, writeable; ``None``: that param has no EMA target). Checks
+    everything before the caller modifies anything."""
+    cdef Py_ssize_t n = len(params), i
+    cdef cnp.ndarray e
+    if len(ema) != n:
+        raise ValueError(f"ema has {len(ema)} entries but params has {n}; pass one EMA target "
+                         f"(or None) per parameter")
+    for i in range(n):
+        if ema[i] is None:
+            continue
+        e = _check_like(ema[i], <cnp.ndarray>params[i], "ema", i, False)
+        plan.index[i].ema = <char*>cnp.PyArray_DATA(e)
+    if check_overlap and n > 0:
+        _check_no_overlap((params, ema), ("params", "ema"))
+    return 0
+
+
+def check_fused_arguments(grad_scale, found_inf):
+    """``(divisor, skip)``: what a kernel makes of ``grad_scale`` and ``found_inf`` (the optimizer
+    classes check them once per step, before any group is touched)."""
+    return grad_divisor(grad_scale), found_inf_set(found_inf)

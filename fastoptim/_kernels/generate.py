@@ -11,6 +11,7 @@ rewritten when their text changes (so an unchanged kernel is not recompiled).
 Usable without the compiled package: it loads ``spec.py`` by path (standard library only).
 ``python fastoptim/_kernels/generate.py [variant ...]`` writes the files, for a look at the code.
 """
+import collections
 import importlib.util
 import os
 import re
@@ -46,6 +47,42 @@ def load_spec():
     return module
 
 
+# The fused training step (docs/fused.rst), stamped into every kernel after the spec's own pieces:
+# a prologue loads the gradient once into the local ``gi`` (the spec bodies' ``g[i]`` read it
+# there), scaled as ``(g[i] / g_div) * g_mul`` where the call asks for it (``g_div``: torch's
+# ``grad_scale``; ``g_mul``: the clip coefficient, applied where ``clip_grads_with_norm_`` would
+# have multiplied the gradient in memory), and an epilogue updates the EMA target from the new
+# ``p[i]`` with ATen's two-sided lerp (``fastoptim.swa_utils``' arithmetic). ``found_inf`` is
+# checked in the entry point. Two flags, the EMA one only on the scaled path (an EMA without a
+# scale takes it with factors 1, which are exact): three copies of each element loop, not four.
+GRAD_LOCAL = "gi"
+_GRAD_READ = re.compile(r"(?<![A-Za-z0-9_])g\[i\]")
+FUSED_ARGUMENTS = ("grad_scale=None, found_inf=None, double grad_mul=1.0, list ema=None, "
+                   "double ema_weight=0.0")
+FUSED_CONSTS = (
+    ("g_mul", "grad_mul"),
+    ("g_div", "_g_div"),
+    # the lerp weight w, or w - 1 where |w| >= 0.5 (fastoptim/_train_kernels_impl.pxi, OP_LERP)
+    ("ema_c", "<floating>ema_weight if fabs(<floating>ema_weight) < 0.5 else <floating>ema_weight - 1"),
+    ("ema_small", "1 if fabs(<floating>ema_weight) < 0.5 else 0"),
+)
+FUSED_SWITCHES = (
+    ("ema_on", "ema is not None"),
+    ("scaled", "<floating>grad_mul != 1 or <floating>_g_div != 1 or ema is not None"),
+)
+_FusedFlag = collections.namedtuple("_FusedFlag", "name values expr only_if")   # spec.Flag's fields
+FUSED_FLAGS = (
+    _FusedFlag("scaled", (False, True), "scaled", ""),
+    _FusedFlag("ema_on", (False, True), "ema_on != 0 and seg.ema != NULL", "scaled"),
+)
+FUSED_DOC = """The fused training step (keyword-only, torch's fused semantics; docs/fused.rst): every
+    gradient is read once as ``(g / grad_scale) * grad_mul`` in the param's dtype (``grad_scale``:
+    None, or a positive finite number or 0-d array; ``grad_mul``: a clip coefficient); a non-zero
+    ``found_inf`` skips the call after validation (nothing changes, step counts included);
+    ``ema[i]`` (or None), an array like ``params[i]``, is updated from the new param in the same
+    loop as ``lerp(ema, param, ema_weight)`` (``torch._foreach_lerp_``'s rounding)."""
+
+
 def _indent(text, n):
     pad = " " * n
     return "".join(pad + line if line.strip() else line for line in text.splitlines(True))
@@ -76,35 +113,45 @@ class KernelView:
         self.per_array = [name for name, _ in spec.per_array if not name.startswith("_")]  # stored in Segment.s
         self.flags = list(spec.flags)
         self.switches = [name for name, _ in spec.switches]
+        # the fused training step (docs/fused.rst), the same for every kernel: after the spec's own
+        self.const_exprs = list(spec.consts) + list(FUSED_CONSTS)
+        self.switch_exprs = list(spec.switches) + list(FUSED_SWITCHES)
+        self.consts += [name for name, _ in FUSED_CONSTS]
+        self.switches += [name for name, _ in FUSED_SWITCHES]
+        self.flags += list(FUSED_FLAGS)
 
     # -- the element loop and its specialisations ------------------------------------------------
     def loop_params(self):
         ptrs = [f"floating* {p}" for p in self.spec.pointers]
         scal = [f"floating {c}" for c in self.consts + self.per_array]
         flags = [f"{_ctype(f)} {f.name}" for f in self.flags]
-        return ", ".join(["floating* p", "const floating* g"] + ptrs + ["Py_ssize_t n"] + scal + flags)
+        return ", ".join(["floating* p", "const floating* g", "floating* ema"] + ptrs + ["Py_ssize_t n"] + scal + flags)
 
     def loop_args(self):
-        return ", ".join(["p", "g"] + list(self.spec.pointers) + ["n"] + self.consts + self.per_array)
+        return ", ".join(["p", "g", "ema"] + list(self.spec.pointers) + ["n"] + self.consts + self.per_array)
 
     def body(self):
-        return _indent(self.spec.body, 8).rstrip("\n")
+        """The spec's element body reading the gradient from the prologue's local ``gi``."""
+        return _indent(_GRAD_READ.sub(GRAD_LOCAL, self.spec.body), 8).rstrip("\n")
 
-    def flag_tree(self, leaf=None, depth=1):
+    def flag_tree(self, leaf=None, depth=1, flags=None):
         """Nested ifs over the flags whose leaves call the loop with literal flag values, so the C
         compiler emits one specialised, vectorised loop per combination and the flags are tested
-        once per segment. ``leaf(lits)`` spells a leaf's call (default: the float/double loop)."""
+        once per segment. ``leaf(lits)`` spells a leaf's call (default: the float/double loop);
+        ``flags``: default all of them (the low-precision loops take the spec's own only: the
+        fused training step is refused for low-precision calls)."""
         lines = []
         args = self.loop_args()
         leaf = leaf or (lambda lits, chosen: f"_{self.name}_loop({args}{lits})")
+        flags = self.flags if flags is None else flags
 
         def rec(level, chosen, depth):
             pad = "    " * depth
-            if level == len(self.flags):
-                lits = "".join(", " + repr(chosen[f.name]) for f in self.flags)
+            if level == len(flags):
+                lits = "".join(", " + repr(chosen[f.name]) for f in flags)
                 lines.append(f"{pad}{leaf(lits, chosen)}")
                 return
-            flag = self.flags[level]
+            flag = flags[level]
             if flag.only_if and not eval(flag.only_if, {}, dict(chosen)):  # noqa: S307 (build-time data)
                 rec(level + 1, {**chosen, flag.name: flag.values[0]}, depth)
                 return
@@ -124,12 +171,12 @@ class KernelView:
     def lp_loop_params(self, flags=False):
         ptrs = [f"void* {p}" for p in self.spec.pointers]
         scal = [f"float {c}" for c in self.consts + self.per_array]
-        flags = [f"{_ctype(f)} {f.name}" for f in self.flags] if flags else []
+        flags = [f"{_ctype(f)} {f.name}" for f in self.spec.flags] if flags else []
         return ", ".join(["float* p", "const void* g"] + ptrs + ["void* _lpp", "Py_ssize_t n"] + scal + flags
                          + ["bint _sr", "unsigned long long _key", "Py_ssize_t _i0"])
 
     def _lp_name(self, kind, chosen):
-        return f"_{self.name}_lp_{kind}" + "".join(f"_{int(chosen[f.name])}" for f in self.flags)
+        return f"_{self.name}_lp_{kind}" + "".join(f"_{int(chosen[f.name])}" for f in self.spec.flags)
 
     def lp_loops(self):
         """``(function name, state kind, param kind, what, flag values)`` of every low-precision
@@ -140,7 +187,7 @@ class KernelView:
             def leaf(lits, chosen, kind=kind, sk=sk, pk=pk, what=what):
                 out.append((self._lp_name(kind, chosen), sk, pk, what, dict(chosen)))
                 return ""
-            self.flag_tree(leaf)
+            self.flag_tree(leaf, flags=self.spec.flags)
         return out
 
     def lp_body(self, sk, pk, sr, indent, chosen):
@@ -194,7 +241,8 @@ class KernelView:
         for j, (kind, sk, pk, what) in enumerate(LP_KINDS):
             lines.append(f"    {'if' if j == 0 else 'elif'} _kind == {kind}:  # {what}")
             lines.append(self.flag_tree(
-                lambda lits, chosen, kind=kind: f"{self._lp_name(kind, chosen)}({args}, _sr, _key, _i0)", 2))
+                lambda lits, chosen, kind=kind: f"{self._lp_name(kind, chosen)}({args}, _sr, _key, _i0)", 2,
+                flags=self.spec.flags))
         return "\n".join(lines)
 
     def lp_segment_call_args(self):
@@ -204,7 +252,7 @@ class KernelView:
         out += ["fo_offset(seg.lp, _a, seg.kind // 3)", "_b - _a"]
         out += self.consts
         out += [f"<float>seg.s[{k}]" for k in range(len(self.per_array))]
-        out += [f.expr or f.name for f in self.flags]
+        out += [f.expr or f.name for f in self.spec.flags]
         out += ["_sr", "seg.key", "_a"]
         return ", ".join(out)
 
@@ -219,7 +267,8 @@ class KernelView:
     def segment_call_args(self):
         """Arguments of the segment call in the share driver (the segment is ``seg``, the part of
         it in this share ``[_a, _b)``)."""
-        out = ["(<floating*>seg.param) + _a", "(<const floating*>seg.grad) + _a"]
+        out = ["(<floating*>seg.param) + _a", "(<const floating*>seg.grad) + _a",
+               "(<floating*>seg.ema) + _a if seg.ema != NULL else NULL"]
         for k, key in enumerate(self.spec.buffers):
             ptr = f"(<floating*>seg.buf[{k}]) + _a"
             out.append(f"{ptr} if seg.buf[{k}] != NULL else NULL" if key in self.spec.when else ptr)
@@ -236,7 +285,8 @@ class KernelView:
             lists.append("list state_steps")
         return ", ".join(["list params", "list grads"] + lists + ["*", self.spec.arguments,
                                                                     "bint check_overlap=True"]
-                         + ["master_params=None", "state_dtype=None", "stochastic_rounding=None"])
+                         + ["master_params=None", "state_dtype=None", "stochastic_rounding=None"]
+                         + [FUSED_ARGUMENTS])
 
     def doc(self):
         """The spec's docstring and what every entry point shares."""
@@ -250,6 +300,7 @@ class KernelView:
                       "float16/bfloat16 ``params`` are updated through float32 ``master_params``; "
                       "``stochastic_rounding`` (None or an int seed) rounds the low-precision state "
                       "stochastically.")
+        shared.append(FUSED_DOC)
         return self.spec.doc.rstrip() + "\n\n    " + "\n    ".join(shared)
 
     def lists_tuple(self):
@@ -304,8 +355,8 @@ class KernelView:
 
     def run_args(self, ctype):
         """The consts and switches for the ``ctype`` driver call (", ..." or "")."""
-        consts = [f"<{ctype}>({expr.replace('floating', ctype)})" for _, expr in self.spec.consts]
-        switches = [f"<int>({expr.replace('floating', ctype)})" for _, expr in self.spec.switches]
+        consts = [f"<{ctype}>({expr.replace('floating', ctype)})" for _, expr in self.const_exprs]
+        switches = [f"<int>({expr.replace('floating', ctype)})" for _, expr in self.switch_exprs]
         return "".join(", " + x for x in consts + switches)
 
 

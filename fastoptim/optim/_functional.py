@@ -4,6 +4,7 @@ and the parameter descriptions of their docstrings.
 The functional forms themselves live in their optimizer's module (``fastoptim/optim/<name>.py``,
 next to the class); :mod:`fastoptim.functional` is their public home.
 """
+import functools
 import numbers
 
 import numpy as np
@@ -44,6 +45,14 @@ def _as_list(name, value):
     raise TypeError(f"{name} must be a list of arrays, got {type(value).__name__}")
 
 
+def _fused(kernel, grad_scale, found_inf):
+    """``kernel`` with torch's fused ``grad_scale``/``found_inf`` bound where they are given (the
+    kernel checks them with everything else, before anything changes; docs/fused.rst)."""
+    if grad_scale is None and found_inf is None:
+        return kernel
+    return functools.partial(kernel, grad_scale=grad_scale, found_inf=found_inf)
+
+
 def _step(kernel, lists, scalars, flags):
     """Check the lists, convert the hyperparameters, and run ``kernel`` (one compiled call).
 
@@ -65,7 +74,16 @@ _STEPS_DOC = """state_steps : list of int
         in place by the new counts (Python ints), like torch's step tensors."""
 
 
+_FUSED_DOC = """grad_scale : float or 0-d ndarray, optional
+        torch's fused ``grad_scale``: every gradient is divided by it as it is read (the arrays
+        in ``grads`` are not modified); a positive finite number.
+    found_inf : bool, number or 0-d ndarray, optional
+        torch's fused ``found_inf``: non-zero skips the step after the checks (nothing changes,
+        step counts included)."""
+
+
 def _shared_doc(func):
     """Fill the parameter descriptions every functional form shares into its docstring."""
-    func.__doc__ = func.__doc__.replace("{params}", _PARAMS_DOC).replace("{steps}", _STEPS_DOC)
+    func.__doc__ = (func.__doc__.replace("{params}", _PARAMS_DOC).replace("{steps}", _STEPS_DOC)
+                    .replace("{fused}", _FUSED_DOC))
     return func

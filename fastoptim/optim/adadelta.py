@@ -1,7 +1,7 @@
 """Adadelta, as ``torch.optim.Adadelta``."""
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._functional import _fused, _shared_doc, _step
 from fastoptim.optim._validation import _check_at_least_zero, _check_lr
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -11,7 +11,7 @@ __all__ = ["Adadelta", "adadelta"]
 
 @_shared_doc
 def adadelta(params, grads, square_avgs, acc_deltas, state_steps, *, lr, rho, eps, weight_decay,
-             maximize):
+             maximize, grad_scale=None, found_inf=None):
     r"""One Adadelta step, in place; torch's ``adadelta`` functional.
 
     .. math::
@@ -35,6 +35,7 @@ def adadelta(params, grads, square_avgs, acc_deltas, state_steps, *, lr, rho, ep
     {steps}
     lr, rho, eps, weight_decay : float
     maximize : bool
+    {fused}
 
     Examples
     --------
@@ -47,7 +48,7 @@ def adadelta(params, grads, square_avgs, acc_deltas, state_steps, *, lr, rho, ep
     >>> p.round(6), v
     (array([0.998]), array([0.25]))
     """
-    _step(_kernels.adadelta,
+    _step(_fused(_kernels.adadelta, grad_scale, found_inf),
           dict(params=params, grads=grads, square_avgs=square_avgs, acc_deltas=acc_deltas,
                state_steps=state_steps),
           dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay), dict(maximize=maximize))

@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._functional import _fused, _shared_doc, _step
 from fastoptim.optim._validation import _check_at_least_zero, _check_lr
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -12,7 +12,8 @@ __all__ = ["Adagrad", "adagrad"]
 
 
 @_shared_doc
-def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_decay, eps, maximize):
+def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_decay, eps, maximize,
+            grad_scale=None, found_inf=None):
     r"""One Adagrad step (weight decay, learning-rate decay), in place; torch's ``adagrad`` functional.
 
     With :math:`t` the param's step count after incrementing it:
@@ -36,6 +37,7 @@ def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_deca
     {steps}
     lr, weight_decay, lr_decay, eps : float
     maximize : bool
+    {fused}
 
     Examples
     --------
@@ -47,7 +49,7 @@ def adagrad(params, grads, state_sums, state_steps, *, lr, weight_decay, lr_deca
     >>> p, s
     (array([0.9, 1.1]), array([4.  , 0.25]))
     """
-    _step(_kernels.adagrad, dict(params=params, grads=grads, state_sums=state_sums, state_steps=state_steps),
+    _step(_fused(_kernels.adagrad, grad_scale, found_inf), dict(params=params, grads=grads, state_sums=state_sums, state_steps=state_steps),
           dict(lr=lr, weight_decay=weight_decay, lr_decay=lr_decay, eps=eps), dict(maximize=maximize))
 
 

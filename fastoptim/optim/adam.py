@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _as_list, _flag, _scalar
+from fastoptim.optim._functional import _as_list, _flag, _fused, _scalar, _shared_doc
 from fastoptim.optim._validation import _check_moment_hyperparameters, _is_array_scalar
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -38,8 +38,10 @@ def _check_adam_hyperparameters(lr, betas, eps, weight_decay, foreach, capturabl
     )
 
 
+@_shared_doc
 def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, amsgrad, beta1,
-         beta2, lr, weight_decay, eps, maximize, decoupled_weight_decay=False):
+         beta2, lr, weight_decay, eps, maximize, decoupled_weight_decay=False,
+         grad_scale=None, found_inf=None):
     r"""One Adam step (L2 or decoupled weight decay, AMSGrad), in place.
 
     With :math:`t` the param's step count after incrementing it:
@@ -79,6 +81,7 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, 
     maximize : bool
     decoupled_weight_decay : bool, default False
         True gives AdamW.
+    {fused}
 
     Examples
     --------
@@ -97,7 +100,8 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, 
     exp_avg_sqs = _as_list("exp_avg_sqs", exp_avg_sqs)
     max_exp_avg_sqs = _as_list("max_exp_avg_sqs", max_exp_avg_sqs)
     state_steps = _as_list("state_steps", state_steps)
-    _kernels.adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
+    _fused(_kernels.adam, grad_scale, found_inf)(
+                  params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps,
                   amsgrad=_flag("amsgrad", amsgrad), beta1=_scalar("beta1", beta1),
                   beta2=_scalar("beta2", beta2), lr=_scalar("lr", lr),
                   weight_decay=_scalar("weight_decay", weight_decay), eps=_scalar("eps", eps),
@@ -106,7 +110,7 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, 
 
 
 def adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, amsgrad, beta1,
-          beta2, lr, weight_decay, eps, maximize):
+          beta2, lr, weight_decay, eps, maximize, grad_scale=None, found_inf=None):
     r"""One AdamW step: :func:`~fastoptim.functional.adam` with ``decoupled_weight_decay=True``.
 
     The decay multiplies the parameter by :math:`1 - \gamma\lambda` before the moment updates
@@ -114,7 +118,7 @@ def adamw(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *,
     """
     adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, amsgrad=amsgrad,
          beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps, maximize=maximize,
-         decoupled_weight_decay=True)
+         decoupled_weight_decay=True, grad_scale=grad_scale, found_inf=found_inf)
 
 
 class Adam(Optimizer):

@@ -1,7 +1,7 @@
 """Adamax (Adam with the infinity norm), as ``torch.optim.Adamax``."""
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._functional import _fused, _shared_doc, _step
 from fastoptim.optim._validation import _check_moment_group
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -11,7 +11,7 @@ __all__ = ["Adamax", "adamax"]
 
 @_shared_doc
 def adamax(params, grads, exp_avgs, exp_infs, state_steps, *, eps, beta1, beta2, lr, weight_decay,
-           maximize=False):
+           maximize=False, grad_scale=None, found_inf=None):
     r"""One Adamax step (Adam with the infinity norm), in place; torch's ``adamax`` functional.
 
     With :math:`t` the param's step count after incrementing it:
@@ -35,6 +35,7 @@ def adamax(params, grads, exp_avgs, exp_infs, state_steps, *, eps, beta1, beta2,
     {steps}
     eps, beta1, beta2, lr, weight_decay : float
     maximize : bool, default False
+    {fused}
 
     Examples
     --------
@@ -47,7 +48,7 @@ def adamax(params, grads, exp_avgs, exp_infs, state_steps, *, eps, beta1, beta2,
     >>> p.round(6), u.round(6)
     (array([-0.1,  0.1]), array([1., 4.]))
     """
-    _step(_kernels.adamax,
+    _step(_fused(_kernels.adamax, grad_scale, found_inf),
           dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_infs=exp_infs, state_steps=state_steps),
           dict(eps=eps, beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay), dict(maximize=maximize))
 

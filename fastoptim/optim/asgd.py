@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._functional import _fused, _shared_doc, _step
 from fastoptim.optim._validation import _check_at_least_zero, _check_lr, _to_float
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -12,7 +12,8 @@ __all__ = ["ASGD", "asgd"]
 
 
 @_shared_doc
-def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, lr, t0, alpha, weight_decay):
+def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, lr, t0, alpha, weight_decay,
+         grad_scale=None, found_inf=None):
     r"""One ASGD step (averaged SGD), in place; torch's ``asgd`` functional.
 
     With :math:`\eta_{t-1}`, :math:`\mu_{t-1}` each param's ``eta`` and ``mu`` from the previous
@@ -42,6 +43,7 @@ def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, l
     {steps}
     maximize : bool, default False
     lambd, lr, t0, alpha, weight_decay : float
+    {fused}
 
     Examples
     --------
@@ -54,7 +56,7 @@ def asgd(params, grads, axs, mus, etas, state_steps, maximize=False, *, lambd, l
     >>> p, ax, etas[0]
     (array([0.5, 1.5]), array([0.5, 1.5]), array(0.5, dtype=float32))
     """
-    _step(_kernels.asgd,
+    _step(_fused(_kernels.asgd, grad_scale, found_inf),
           dict(params=params, grads=grads, axs=axs, mus=mus, etas=etas, state_steps=state_steps),
           dict(lambd=lambd, lr=lr, t0=t0, alpha=alpha, weight_decay=weight_decay), dict(maximize=maximize))
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from fastoptim import _state_gather
 from fastoptim.optim import _low_precision
+from fastoptim.optim import _fused
 from fastoptim.optim._docs import fill_docstring
 from fastoptim.optim._validation import (
     _SCALAR_STATE_LOADERS,
@@ -228,6 +229,10 @@ def _run_step(self, func, args, kwargs):
 
 _SIGINT = _signal.SIGINT
 _pending_interrupts = []  # SIGINTs recorded during the main thread's step
+# The main thread's ident (only it may install a signal handler), refreshed in a child of fork, where
+# the forking thread is the main thread (threading's own fork handler, registered before ours, has
+# updated ``threading.main_thread()`` by then).
+_main_thread_ident = [threading.main_thread().ident]
 
 
 def _record_interrupt(signum, frame):
@@ -236,7 +241,7 @@ def _record_interrupt(signum, frame):
 
 def _defer_interrupt():
     """Install the recorder; return the handler to restore, or None if there is none."""
-    if get_ident() != threading.main_thread().ident:
+    if get_ident() != _main_thread_ident[0]:
         return None
     previous = _signal.getsignal(_SIGINT)
     if previous is None or previous is _record_interrupt:
@@ -270,6 +275,7 @@ def _track_lock(optimizer):
 
 
 def _new_locks_after_fork():
+    _main_thread_ident[0] = threading.main_thread().ident
     for optimizer in list(_optimizers):
         optimizer._lock = threading.RLock()
         optimizer._in_step = False
@@ -384,6 +390,8 @@ class Optimizer:
         self._checked_params = []
         self._checked_state = {}
         self._low_precision_params = False  # whether a float16/bfloat16 param was ever added
+        self._fused_ema = None      # the AveragedModel updated in the steps (optim/_fused.py)
+        self._armed_clip = None     # clip_grad_norm_(..., fused_with=self) for the next step
 
         if isinstance(params, np.ndarray):
             raise TypeError(
@@ -414,6 +422,7 @@ class Optimizer:
             template = Optimizer._template_step
             step = types.FunctionType(template.__code__, template.__globals__, "step",
                                       template.__defaults__, template.__closure__)
+            step.__kwdefaults__ = template.__kwdefaults__
             step.__qualname__ = f"{cls.__qualname__}.step"
             step.__doc__ = template.__doc__
             step.__module__ = cls.__module__
@@ -608,10 +617,12 @@ class Optimizer:
         kwargs = {"check_overlap": False}  # the step template checks sharing itself
         for name, key, index in info.scalar_access:
             value = group[key] if index is None else group[key][index]
-            kwargs[name] = value if type(value) is float else _to_float(value)
+            kind = type(value)  # float, or int (torch's defaults of 0): the fast paths
+            kwargs[name] = value if kind is float else float(value) if kind is int else _to_float(value)
         for name in info.flags:
             kwargs[name] = bool(group[name])
-        kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, bool(info.scalar_state)))
+        if "state_dtype" in group or "stochastic_rounding" in group:  # only there when given
+            kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, bool(info.scalar_state)))
         return kwargs
 
     def _new_state(self, key, param, group):
@@ -756,6 +767,7 @@ class Optimizer:
             zeroed in place; it is replaced by a new zero array, and the read-only array itself is
             left untouched.
         """
+        self._armed_clip = None  # a clip coefficient armed for these gradients is dropped with them
         for group in self.param_groups:
             for p in group["params"]:
                 grad = p._grad
@@ -778,13 +790,22 @@ class Optimizer:
         """
         raise NotImplementedError
 
-    def _template_step(self, closure=None):
+    def _template_step(self, closure=None, *, grad_scale=None, found_inf=None):
         """Perform one optimization step.
 
         Parameters
         ----------
         closure : callable, optional
             Re-evaluates the model, sets the gradients and returns the loss; it is called first.
+        grad_scale : float or 0-d ndarray, optional
+            Keyword-only (torch's fused optimizers take it from ``GradScaler``): every gradient
+            is divided by it inside the kernel, the gradients in memory are not modified. A
+            positive finite number.
+        found_inf : bool, number or 0-d ndarray, optional
+            Keyword-only: non-zero skips the step, which then changes no parameter, state or
+            step count (torch's fused semantics). See "One pass: clip, step and EMA" in the
+            docs (``fused.rst``) for these two, ``clip_grad_norm_(..., fused_with=opt)`` and
+            ``AveragedModel(..., fused_with=opt)``.
 
         Returns
         -------
@@ -794,13 +815,19 @@ class Optimizer:
         loss = None
         if closure is not None:
             loss = closure()
-        self._update()
+        self._update(grad_scale, found_inf)
         return loss
 
-    def _update(self):
+    def _update(self, grad_scale=None, found_inf=None):
         """The update of every group, all or nothing: check and gather everything, then create
         missing state, then one kernel call per group, then store the state."""
         info = self._info
+        attrs = self.__dict__
+        fused = None
+        if (grad_scale is not None or found_inf is not None
+                or attrs.get("_fused_ema") is not None or attrs.get("_armed_clip") is not None):
+            fused = _fused.FusedStep(self, grad_scale, found_inf)
+        low_precision = attrs.get("_low_precision_params", True)  # a float16/bfloat16 param was added
         kernel = info.kernel_function
         with_step = bool(info.scalar_state)
         state = self.state
@@ -821,10 +848,22 @@ class Optimizer:
                     group_index, group, params, keys, with_step
                 )
             kwargs = self._kernel_kwargs(group)
-            masters, new_masters = (_low_precision.master_params(params, state)
-                                    if getattr(self, "_low_precision_params", True) else (None, ()))
-            if masters is not None:
-                kwargs["master_params"] = masters
+            masters, new_masters = None, ()
+            if low_precision:
+                masters, new_masters = _low_precision.master_params(params, state)
+                if masters is not None:
+                    kwargs["master_params"] = masters
+            if fused is not None:
+                fused_kwargs = fused.kwargs(group_index, params, grads)
+                if fused_kwargs and (masters is not None
+                                     or group.get("state_dtype") not in (None, "float32")):
+                    raise ValueError(
+                        f"param group {group_index} has float16/bfloat16 state or params: "
+                        "grad_scale, clip_grad_norm_(..., fused_with=opt) and "
+                        "AveragedModel(..., fused_with=opt) work on float32/float64 groups "
+                        "with state of their own dtype (docs/low_precision.rst); use the "
+                        "separate calls. Nothing was updated.")
+                kwargs.update(fused_kwargs)
             work.append((group_index, group, params, grads, keys, slots, param_states, steps,
                          lists, fresh, kwargs, new_masters))
 
@@ -854,6 +893,10 @@ class Optimizer:
             except Exception as exc:
                 _diagnose_failed_call(exc, group_index, group, params, grads)
                 raise
+            if fused is not None:
+                if fused.skip:  # found_inf: the kernel checked everything and changed nothing
+                    continue
+                fused.done(params)
             if fresh:
                 for i in fresh:
                     param_state = state[params[i]]
@@ -872,6 +915,8 @@ class Optimizer:
             # These arrays are now known not to share memory: the next step skips the check
             # while it gathers the very same ones.
             checked[group_index] = lists
+        if fused is not None:
+            fused.finish(self)
 
     def _gather_state(self, group_index, group, params, keys, with_step):
         """The state lists of a group in which some parameters lack state (``None`` placeholders

@@ -1,7 +1,7 @@
 """Lion (EvoLved Sign Momentum; Chen et al., 2023). Not part of torch.optim."""
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _step
+from fastoptim.optim._functional import _fused, _shared_doc, _step
 from fastoptim.optim._validation import _check_at_least_zero, _check_betas, _check_lr
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -9,7 +9,9 @@ from fastoptim.optim.registry import OPTIMIZERS
 __all__ = ["Lion", "lion"]
 
 
-def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=False):
+@_shared_doc
+def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=False,
+         grad_scale=None, found_inf=None):
     r"""One Lion step (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"), in place.
 
     .. math::
@@ -35,6 +37,7 @@ def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=Fa
         :math:`m`, one per param (zeros at the start); updated in place.
     lr, beta1, beta2, weight_decay : float
     maximize : bool, default False
+    {fused}
 
     Examples
     --------
@@ -46,7 +49,7 @@ def lion(params, grads, exp_avgs, *, lr, beta1, beta2, weight_decay, maximize=Fa
     >>> p, m
     (array([-0.1,  0. ,  0.1]), array([ 0.005,  0.   , -0.02 ]))
     """
-    _step(_kernels.lion, dict(params=params, grads=grads, exp_avgs=exp_avgs),
+    _step(_fused(_kernels.lion, grad_scale, found_inf), dict(params=params, grads=grads, exp_avgs=exp_avgs),
           dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=weight_decay), dict(maximize=maximize))
 
 
@@ -133,6 +136,35 @@ class Lion(Optimizer):
         _check_lr(group["lr"])
         _check_betas(group["betas"], top_included=True)
         _check_at_least_zero(group["weight_decay"], "weight_decay value")
+
+
+def _reference_rule(torch, groups, **kwargs):
+    """Lion's reference formula (lucidrains/lion-pytorch) in torch ops over torch tensors, with
+    fastoptim's param groups: the "torch" side of the parity report (benchmarks/parity_report.py),
+    as torch has no Lion. An object with ``param_groups``, ``state`` and ``step()``."""
+
+    class Reference:
+        def __init__(self, groups, **kwargs):
+            defaults = {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0, "maximize": False,
+                        **kwargs}
+            self.param_groups = [{**defaults, **g} for g in groups]
+            self.state = {}
+
+        def step(self):
+            for group in self.param_groups:
+                beta1, beta2 = group["betas"]
+                lr, wd = group["lr"], group["weight_decay"]
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    g = -p.grad if group["maximize"] else p.grad
+                    m = self.state.setdefault(p, {"exp_avg": torch.zeros_like(p)})["exp_avg"]
+                    with torch.no_grad():
+                        p.mul_(1 - lr * wd)
+                        p.add_(m.mul(beta1).add(g, alpha=1 - beta1).sign_(), alpha=-lr)
+                    m.mul_(beta2).add_(g, alpha=1 - beta2)
+
+    return Reference(groups, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -255,5 +255,6 @@ def _check_muon_hyperparameters(lr, momentum, weight_decay, adjust_lr_fn):
 def _check_2d(group):
     for p in group["params"]:
         if p.ndim != 2:
+            # torch prints p.size(): torch.Size([2, 3, 4]), whatever the array type
             raise ValueError(f"Muon only supports 2D parameters whereas we found a parameter "
-                             f"with size: {p.shape}")
+                             f"with size: torch.Size({[int(d) for d in p.shape]})")

@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._functional import _fused, _shared_doc, _step
 from fastoptim.optim._validation import _check_at_least_zero, _check_moment_group
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -13,7 +13,8 @@ __all__ = ["NAdam", "nadam"]
 
 @_shared_doc
 def nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps, decoupled_weight_decay=False,
-          maximize=False, *, beta1, beta2, lr, weight_decay, momentum_decay, eps):
+          maximize=False, *, beta1, beta2, lr, weight_decay, momentum_decay, eps,
+          grad_scale=None, found_inf=None):
     r"""One NAdam step (Nesterov-accelerated Adam with momentum decay), in place; torch's ``nadam``.
 
     With :math:`t` the param's step count after incrementing it and :math:`\psi` =
@@ -47,6 +48,7 @@ def nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps, decoup
     {steps}
     decoupled_weight_decay, maximize : bool, default False
     beta1, beta2, lr, weight_decay, momentum_decay, eps : float
+    {fused}
 
     Examples
     --------
@@ -59,7 +61,7 @@ def nadam(params, grads, exp_avgs, exp_avg_sqs, mu_products, state_steps, decoup
     >>> p.round(6), mu_products[0]
     (array([-0.002113,  0.002113]), array(0.45007348, dtype=float32))
     """
-    _step(_kernels.nadam,
+    _step(_fused(_kernels.nadam, grad_scale, found_inf),
           dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, mu_products=mu_products,
                state_steps=state_steps),
           dict(beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, momentum_decay=momentum_decay, eps=eps),

@@ -1,7 +1,7 @@
 """RAdam, as ``torch.optim.RAdam``."""
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._functional import _fused, _shared_doc, _step
 from fastoptim.optim._validation import _check_moment_group
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -11,7 +11,7 @@ __all__ = ["RAdam", "radam"]
 
 @_shared_doc
 def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_decay=False, maximize=False,
-          *, beta1, beta2, lr, weight_decay, eps):
+          *, beta1, beta2, lr, weight_decay, eps, grad_scale=None, found_inf=None):
     r"""One RAdam step (rectified Adam; L2 or decoupled weight decay), in place; torch's ``radam``.
 
     With :math:`t` the param's step count after incrementing it,
@@ -44,6 +44,7 @@ def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_de
     {steps}
     decoupled_weight_decay, maximize : bool, default False
     beta1, beta2, lr, weight_decay, eps : float
+    {fused}
 
     Examples
     --------
@@ -55,7 +56,7 @@ def radam(params, grads, exp_avgs, exp_avg_sqs, state_steps, decoupled_weight_de
     >>> p.round(6)
     array([-0.1,  0.2])
     """
-    _step(_kernels.radam,
+    _step(_fused(_kernels.radam, grad_scale, found_inf),
           dict(params=params, grads=grads, exp_avgs=exp_avgs, exp_avg_sqs=exp_avg_sqs, state_steps=state_steps),
           dict(beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, eps=eps),
           dict(decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))

@@ -135,8 +135,10 @@ class OptimizerInfo:
         The benchmark peers (:mod:`fastoptim.tools.peers`) with an update rule of their own for
         it: ``"numpy"`` (the class's module defines ``_numpy_rule(peer, group)``, torch's step in
         NumPy ufuncs) and ``"optax"`` (``_optax_rule(optax, group)``, the optax transformation;
-        it raises NotImplementedError for a configuration optax does not have). The generic peers
-        (fastoptim, torch) need nothing here.
+        it raises NotImplementedError for a configuration optax does not have); for an optimizer
+        torch does not have, ``"reference"`` (``_reference_rule(torch, groups, **kwargs)``: its
+        reference formula in torch ops, the torch side of ``benchmarks/parity_report.py``). The
+        generic peers (fastoptim, torch) need nothing here.
     """
 
     name: str
@@ -477,6 +479,7 @@ OPTIMIZERS = {info.name: info for info in [
     OptimizerInfo(
         name="Lion", scalars=("lr", ("beta1", "betas", 0), ("beta2", "betas", 1), "weight_decay"),
         flags=("maximize",), group_defaults={"maximize": False}, in_torch=False,
+        peers=("reference", "numpy"),
         # Not in torch: configurations like the Adam family's
         configs=_configs({"lr": 3e-4, "betas": (0.8, 0.95)}, [
             ("default", {}),
@@ -488,7 +491,6 @@ OPTIMIZERS = {info.name: info for info in [
             ("beta1 zero", {"betas": (0.0, 0.99)}),
         ]),
         default_config=4,
-        peers=("numpy",),
     ),
     OptimizerInfo(
         name="NAdam", scalars=_ADAM_SCALARS + ("momentum_decay",),

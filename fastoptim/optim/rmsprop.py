@@ -1,7 +1,7 @@
 """RMSprop (optionally centered, with momentum), as ``torch.optim.RMSprop``."""
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._functional import _fused, _shared_doc, _step
 from fastoptim.optim._validation import _check_at_least_zero, _check_lr
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -11,7 +11,7 @@ __all__ = ["RMSprop", "rmsprop"]
 
 @_shared_doc
 def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_steps, *, lr, alpha,
-            eps, weight_decay, momentum, centered, maximize=False):
+            eps, weight_decay, momentum, centered, maximize=False, grad_scale=None, found_inf=None):
     r"""One RMSprop step (weight decay, centered, momentum), in place; torch's ``rmsprop`` functional.
 
     With gradient :math:`g_t`, smoothing constant :math:`\alpha`, weight decay :math:`\lambda`,
@@ -45,6 +45,7 @@ def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_s
     {steps}
     lr, alpha, eps, weight_decay, momentum : float
     centered, maximize : bool
+    {fused}
 
     Examples
     --------
@@ -57,7 +58,7 @@ def rmsprop(params, grads, square_avgs, grad_avgs, momentum_buffer_list, state_s
     >>> p.round(4), steps
     (array([0.9, 1.1]), [1])
     """
-    _step(_kernels.rmsprop,
+    _step(_fused(_kernels.rmsprop, grad_scale, found_inf),
           dict(params=params, grads=grads, square_avgs=square_avgs, grad_avgs=grad_avgs,
                momentum_buffer_list=momentum_buffer_list, state_steps=state_steps),
           dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum),

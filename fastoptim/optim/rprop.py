@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _shared_doc, _step
+from fastoptim.optim._functional import _fused, _shared_doc, _step
 from fastoptim.optim._validation import _check_lr, _to_float
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -13,7 +13,7 @@ __all__ = ["Rprop", "rprop"]
 
 @_shared_doc
 def rprop(params, grads, prevs, step_sizes, state_steps, *, step_size_min, step_size_max, etaminus,
-          etaplus, maximize=False):
+          etaplus, maximize=False, grad_scale=None, found_inf=None):
     r"""One Rprop step (resilient backpropagation), in place; torch's ``rprop`` functional.
 
     Elementwise, with :math:`\eta^+` = ``etaplus``, :math:`\eta^-` = ``etaminus``:
@@ -41,6 +41,7 @@ def rprop(params, grads, prevs, step_sizes, state_steps, *, step_size_min, step_
     {steps}
     step_size_min, step_size_max, etaminus, etaplus : float
     maximize : bool, default False
+    {fused}
 
     Examples
     --------
@@ -52,7 +53,7 @@ def rprop(params, grads, prevs, step_sizes, state_steps, *, step_size_min, step_
     >>> p, delta, prev
     (array([-0.012,  0.   ]), array([0.012, 0.005]), array([2., 0.]))
     """
-    _step(_kernels.rprop,
+    _step(_fused(_kernels.rprop, grad_scale, found_inf),
           dict(params=params, grads=grads, prevs=prevs, step_sizes=step_sizes, state_steps=state_steps),
           dict(step_size_min=step_size_min, step_size_max=step_size_max, etaminus=etaminus, etaplus=etaplus),
           dict(maximize=maximize))

@@ -3,7 +3,7 @@
 import numpy as np
 
 from fastoptim._dispatch import kernels as _kernels
-from fastoptim.optim._functional import _as_list, _flag, _scalar
+from fastoptim.optim._functional import _as_list, _flag, _fused, _scalar, _shared_doc
 from fastoptim.optim._validation import _is_array_scalar
 from fastoptim.optim.base import Optimizer
 from fastoptim.optim.registry import OPTIMIZERS
@@ -11,8 +11,9 @@ from fastoptim.optim.registry import OPTIMIZERS
 __all__ = ["SGD", "sgd"]
 
 
+@_shared_doc
 def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, dampening, nesterov,
-        maximize):
+        maximize, grad_scale=None, found_inf=None):
     r"""One SGD step (with momentum, dampening, Nesterov, weight decay), in place.
 
     With gradient :math:`g_t`, parameter :math:`\theta_{t-1}`, momentum :math:`\mu`, dampening
@@ -43,6 +44,7 @@ def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, damp
         stored into the list.
     weight_decay, momentum, lr, dampening : float
     nesterov, maximize : bool
+    {fused}
 
     Examples
     --------
@@ -60,7 +62,8 @@ def sgd(params, grads, momentum_buffer_list, *, weight_decay, momentum, lr, damp
     params = _as_list("params", params)
     grads = _as_list("grads", grads)
     momentum_buffer_list = _as_list("momentum_buffer_list", momentum_buffer_list)
-    _kernels.sgd(params, grads, momentum_buffer_list,
+    _fused(_kernels.sgd, grad_scale, found_inf)(
+                 params, grads, momentum_buffer_list,
                  lr=_scalar("lr", lr), weight_decay=_scalar("weight_decay", weight_decay),
                  momentum=_scalar("momentum", momentum), dampening=_scalar("dampening", dampening),
                  nesterov=_flag("nesterov", nesterov), maximize=_flag("maximize", maximize))
