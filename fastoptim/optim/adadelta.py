@@ -145,3 +145,33 @@ class Adadelta(Optimizer):
             raise ValueError(f"Invalid rho value: {rho}")
         _check_at_least_zero(group["eps"], "epsilon value")
         _check_at_least_zero(group["weight_decay"], "weight_decay value")
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peer (fastoptim.tools.peers) that models Adadelta: the registry entry lists it.
+
+def _numpy_rule(peer, group):
+    """torch's single-tensor Adadelta step, op by op (``_single_tensor_adadelta``)."""
+    import numpy as np
+
+    lr, rho, eps, wd = float(group["lr"]), group["rho"], group["eps"], group["weight_decay"]
+    for p, g, (square_avg, acc_delta), s, a, z in peer._pieces_of():
+        d = peer._scratch_n(0, a, z)
+        if wd != 0:
+            g = peer._decayed_grad(p, g, wd, a, z)     # grad = grad.add(param, alpha=wd)
+        square_avg *= rho                               # square_avg.mul_(rho)
+        np.multiply(g, g, out=s)                        #   .addcmul_(grad, grad, 1 - rho)
+        s *= 1.0 - rho
+        square_avg += s
+        np.add(square_avg, eps, out=s)                  # std = square_avg.add(eps).sqrt_()
+        np.sqrt(s, out=s)
+        np.add(acc_delta, eps, out=d)                   # delta = acc_delta.add(eps).sqrt_()
+        np.sqrt(d, out=d)
+        d /= s                                          # delta.div_(std).mul_(grad)
+        d *= g
+        acc_delta *= rho                                # acc_delta.mul_(rho)
+        np.multiply(d, d, out=s)                        #   .addcmul_(delta, delta, 1 - rho)
+        s *= 1.0 - rho
+        acc_delta += s
+        np.multiply(d, -lr, out=s)                      # param.add_(delta, alpha=-lr)
+        p += s

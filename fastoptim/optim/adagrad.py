@@ -158,3 +158,27 @@ class Adagrad(Optimizer):
                           ("initial_accumulator_value", "initial_accumulator_value value"),
                           ("eps", "epsilon value")):
             _check_at_least_zero(group[key], what)
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peer (fastoptim.tools.peers) that models Adagrad: the registry entry lists it.
+
+def _numpy_rule(peer, group):
+    """torch's single-tensor Adagrad step on dense gradients, op by op (``_single_tensor_adagrad``):
+    ``lr_decay`` and L2 weight decay as the group says."""
+    t = peer.step_count
+    lr, wd, eps = float(group["lr"]), group["weight_decay"], group["eps"]
+    clr = lr / (1 + (t - 1) * group["lr_decay"])
+    initial = group.get("initial_accumulator_value", 0.0)
+    for p, g, (state_sum,), s, a, z in peer._pieces_of():
+        if t == 1 and initial != 0:
+            state_sum.fill(initial)                     # torch's state: full_like(p, initial)
+        if wd != 0:
+            g = peer._decayed_grad(p, g, wd, a, z)     # grad = grad.add(param, alpha=wd)
+        np.multiply(g, g, out=s)                        # state_sum.addcmul_(grad, grad, value=1)
+        state_sum += s
+        np.sqrt(state_sum, out=s)                       # std = state_sum.sqrt().add_(eps)
+        s += eps
+        np.divide(g, s, out=s)                          # param.addcdiv_(grad, std, value=-clr)
+        s *= -clr
+        p += s

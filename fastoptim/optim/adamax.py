@@ -138,3 +138,27 @@ class Adamax(Optimizer):
                                       differentiable=differentiable, capturable=capturable))
 
     _check_hyperparameters = _check_moment_group  # torch 2.13's checks, as RAdam's
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peer (fastoptim.tools.peers) that models Adamax: the registry entry lists it.
+
+def _numpy_rule(peer, group):
+    """torch's single-tensor Adamax step, op by op (``_single_tensor_adamax``)."""
+    import numpy as np
+
+    t = peer.step_count
+    beta1, beta2 = group["betas"]
+    lr, wd, eps = float(group["lr"]), group["weight_decay"], group["eps"]
+    clr = lr / (1 - beta1 ** t)
+    for p, g, (exp_avg, exp_inf), s, a, z in peer._pieces_of():
+        if wd != 0:
+            g = peer._decayed_grad(p, g, wd, a, z)     # grad = grad.add(param, alpha=wd)
+        peer._lerp(exp_avg, g, 1 - beta1, s)            # exp_avg.lerp_(grad, 1 - beta1)
+        exp_inf *= beta2                                # max(exp_inf.mul_(beta2),
+        np.abs(g, out=s)                                #     grad.abs().add_(eps))
+        s += eps
+        np.maximum(exp_inf, s, out=exp_inf)
+        np.divide(exp_avg, exp_inf, out=s)              # param.addcdiv_(exp_avg, exp_inf, -clr)
+        s *= -clr
+        p += s

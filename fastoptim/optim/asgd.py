@@ -151,3 +151,33 @@ class ASGD(Optimizer):
         """torch 2.13's checks, in torch's order and with its messages."""
         _check_lr(group["lr"])
         _check_at_least_zero(group["weight_decay"], "weight_decay value")
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peer (fastoptim.tools.peers) that models ASGD: the registry entry lists it.
+
+def _numpy_rule(peer, group):
+    """torch's single-tensor ASGD step, op by op (``_single_tensor_asgd``). ``eta`` and ``mu``
+    are torch's 0-d float32 state, the same for every param: the values the previous step stored
+    (the initial ones, ``lr`` and 1, at the first step), rounded to float32."""
+    t = peer.step_count
+    lr, lambd, alpha, t0 = float(group["lr"]), group["lambd"], group["alpha"], group["t0"]
+    wd = group["weight_decay"]
+    if t == 1:
+        eta, mu = float(np.float32(lr)), 1.0
+    else:
+        eta = float(np.float32(lr / ((1 + lambd * lr * (t - 1)) ** alpha)))
+        mu = float(np.float32(1 / max(1, (t - 1) - t0)))
+    decay = 1 - lambd * eta
+    for p, g, (ax,), s, a, z in peer._pieces_of():
+        if wd != 0:
+            g = peer._decayed_grad(p, g, wd, a, z)     # grad = grad.add(param, alpha=wd)
+        p *= decay                                      # param.mul_(1 - lambd * eta)
+        np.multiply(g, -eta, out=s)                     # param.add_(grad, alpha=-eta)
+        p += s
+        if mu != 1:
+            np.subtract(p, ax, out=s)                   # ax.add_(param.sub(ax).mul_(mu))
+            s *= mu
+            ax += s
+        else:
+            np.copyto(ax, p)                            # ax.copy_(param)

@@ -165,3 +165,28 @@ def _reference_rule(torch, groups, **kwargs):
                     m.mul_(beta2).add_(g, alpha=1 - beta2)
 
     return Reference(groups, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peer (fastoptim.tools.peers) that models Lion: the registry entry lists it.
+
+def _numpy_rule(peer, group):
+    """The reference Lion step in the torch ops :func:`lion` documents, op by op."""
+    import numpy as np
+
+    beta1, beta2 = group["betas"]
+    lr, wd = float(group["lr"]), group["weight_decay"]
+    decay = 1 - lr * wd
+    for p, g, (exp_avg,), s, a, z in peer._pieces_of():
+        d = peer._scratch_n(0, a, z)
+        np.multiply(exp_avg, beta1, out=s)              # exp_avg.mul(beta1)
+        np.multiply(g, 1 - beta1, out=d)                #   .add(grad, alpha=1 - beta1)
+        s += d
+        if wd != 0:
+            p *= decay                                  # param.mul_(1 - lr * wd)
+        peer._sign(s, s, a, z)                          # param.add_(update.sign_(), alpha=-lr)
+        s *= -lr
+        p += s
+        exp_avg *= beta2                                # exp_avg.mul_(beta2)
+        np.multiply(g, 1 - beta2, out=d)                #   .add_(grad, alpha=1 - beta2)
+        exp_avg += d

@@ -163,3 +163,48 @@ class NAdam(Optimizer):
         """torch 2.13's checks, in torch's order and with its messages."""
         _check_moment_group(self, group)
         _check_at_least_zero(group["momentum_decay"], "momentum_decay value")
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peer (fastoptim.tools.peers) that models NAdam: the registry entry lists it.
+
+def _numpy_rule(peer, group):
+    """torch's single-tensor NAdam step, op by op (``_single_tensor_nadam``): ``momentum_decay``,
+    L2 or decoupled weight decay as the group says."""
+    t = peer.step_count
+    beta1, beta2 = group["betas"]
+    lr, wd, eps = float(group["lr"]), group["weight_decay"], group["eps"]
+    decoupled, psi = group["decoupled_weight_decay"], group["momentum_decay"]
+    bias_correction2 = 1 - beta2 ** t
+    mu = beta1 * (1.0 - 0.5 * (0.96 ** (t * psi)))
+    mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((t + 1) * psi)))
+    # mu_product: torch's 0-d float32 tensor (the same for every param here), *= mu in float32
+    if t == 1:
+        peer._mu_product = np.float32(1.0)
+    peer._mu_product = np.float32(float(peer._mu_product) * float(np.float32(mu)))
+    mu_product = float(peer._mu_product)
+    mu_product_next = mu_product * mu_next
+    value_grad = -lr * (1.0 - mu) / (1.0 - mu_product)
+    value_avg = (-lr * mu_next) / (1.0 - mu_product_next)
+    decay = 1 - lr * wd
+    for p, g, (exp_avg, exp_avg_sq), s, a, z in peer._pieces_of():
+        d = peer._scratch_n(0, a, z)
+        if wd != 0:
+            if decoupled:
+                p *= decay                              # param.mul_(1 - lr * wd)
+            else:
+                g = peer._decayed_grad(p, g, wd, a, z)  # grad = grad.add(param, alpha=wd)
+        peer._lerp(exp_avg, g, 1 - beta1, s)            # exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq *= beta2                             # exp_avg_sq.mul_(beta2)
+        np.multiply(g, g, out=s)                        #   .addcmul_(grad, grad, 1 - beta2)
+        s *= 1 - beta2
+        exp_avg_sq += s
+        np.divide(exp_avg_sq, bias_correction2, out=s)  # denom = exp_avg_sq.div(bc2).sqrt()
+        np.sqrt(s, out=s)
+        s += eps                                        # denom.add_(eps)
+        np.divide(g, s, out=d)                          # param.addcdiv_(grad, denom, value_grad)
+        d *= value_grad
+        p += d
+        np.divide(exp_avg, s, out=d)                    # param.addcdiv_(exp_avg, denom, value_avg)
+        d *= value_avg
+        p += d

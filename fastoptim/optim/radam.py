@@ -156,3 +156,48 @@ class RAdam(Optimizer):
                                       differentiable=differentiable))
 
     _check_hyperparameters = _check_moment_group  # torch 2.13's checks
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peer (fastoptim.tools.peers) that models RAdam: the registry entry lists it.
+
+def _numpy_rule(peer, group):
+    """torch's single-tensor RAdam step, op by op (``_single_tensor_radam``): the rectified
+    update once ``rho_t > 5``, the plain momentum step before; L2 or decoupled weight decay."""
+    import numpy as np
+
+    t = peer.step_count
+    beta1, beta2 = group["betas"]
+    lr, wd, eps = float(group["lr"]), group["weight_decay"], group["eps"]
+    decoupled = group["decoupled_weight_decay"]
+    bias_correction1 = 1 - beta1 ** t
+    bias_correction2 = 1 - beta2 ** t
+    rho_inf = 2 / (1 - beta2) - 1
+    rho_t = rho_inf - 2 * t * (beta2 ** t) / bias_correction2
+    rectified = rho_t > 5.0
+    if rectified:
+        rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+        bc2_sqrt = bias_correction2 ** 0.5
+    decay = 1 - lr * wd
+    for p, g, (exp_avg, exp_avg_sq), s, a, z in peer._pieces_of():
+        if wd != 0:
+            if decoupled:
+                p *= decay                              # param.mul_(1 - lr * wd)
+            else:
+                g = peer._decayed_grad(p, g, wd, a, z)  # grad = grad.add(param, alpha=wd)
+        peer._lerp(exp_avg, g, 1 - beta1, s)            # exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq *= beta2                             # exp_avg_sq.mul_(beta2)
+        np.multiply(g, g, out=s)                        #   .addcmul_(grad, grad, 1 - beta2)
+        s *= 1 - beta2
+        exp_avg_sq += s
+        np.divide(exp_avg, bias_correction1, out=s)     # bias_corrected_exp_avg * lr
+        s *= lr
+        if rectified:
+            d = peer._scratch_n(0, a, z)
+            np.sqrt(exp_avg_sq, out=d)                  # adaptive: bc2 ** 0.5 / (sqrt(v) + eps),
+            d += eps                                    #   a scalar over a tensor: torch takes
+            np.reciprocal(d, out=d)                     #   the reciprocal, then multiplies
+            d *= bc2_sqrt
+            s *= d                                      #   * adaptive_lr * rect
+            s *= rect
+        p -= s                                          # param.add_(..., alpha=-1.0)

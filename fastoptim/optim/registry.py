@@ -419,6 +419,7 @@ OPTIMIZERS = {info.name: info for info in [
             ("alpha eps", {"lr": 1e-3, "alpha": 0.5, "eps": 1e-3, "centered": True}),
         ]),
         default_config=7,
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="Adagrad", scalars=("lr", "weight_decay", "lr_decay", "eps"), flags=("maximize",),
@@ -439,6 +440,7 @@ OPTIMIZERS = {info.name: info for info in [
              {"lr": 0.1, "eps": 1e-3, "initial_accumulator_value": 0.5, "maximize": True}),
         ]),
         default_config=5,
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="Adadelta", scalars=("lr", "rho", "eps", "weight_decay"), flags=("maximize",),
@@ -455,6 +457,7 @@ OPTIMIZERS = {info.name: info for info in [
             ("eps rho one", {"eps": 1e-3, "rho": 1.0}),
         ]),
         default_config=4,
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="Adamax", scalars=_ADAM_SCALARS, flags=("maximize",),
@@ -471,11 +474,12 @@ OPTIMIZERS = {info.name: info for info in [
             ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.99)}),
         ]),
         default_config=4,
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="Lion", scalars=("lr", ("beta1", "betas", 0), ("beta2", "betas", 1), "weight_decay"),
         flags=("maximize",), group_defaults={"maximize": False}, in_torch=False,
-        peers=("reference",),
+        peers=("reference", "numpy"),
         # Not in torch: configurations like the Adam family's
         configs=_configs({"lr": 3e-4, "betas": (0.8, 0.95)}, [
             ("default", {}),
@@ -511,6 +515,7 @@ OPTIMIZERS = {info.name: info for info in [
             ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.95), "momentum_decay": 0.0}),
         ]),
         default_config=5,  # decoupled_weight_decay
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="RAdam", scalars=_ADAM_SCALARS, flags=("decoupled_weight_decay", "maximize"),
@@ -531,6 +536,7 @@ OPTIMIZERS = {info.name: info for info in [
             ("beta1 zero", {"lr": 0.01, "betas": (0.0, 0.95)}),
         ]),
         default_config=4,  # decoupled_weight_decay
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="ASGD", scalars=("lambd", "lr", "t0", "alpha", "weight_decay"), flags=("maximize",),
@@ -549,6 +555,7 @@ OPTIMIZERS = {info.name: info for info in [
                                  "weight_decay": 0.05, "maximize": True}),
         ]),
         default_config=7,  # early averaging
+        peers=("numpy",),
     ),
     OptimizerInfo(
         name="Rprop", scalars=(("etaminus", "etas", 0), ("etaplus", "etas", 1),
@@ -568,6 +575,7 @@ OPTIMIZERS = {info.name: info for info in [
              {"lr": 0.1, "etas": (0.2, 1.9), "step_sizes": (0.05, 0.2), "maximize": True}),
         ]),
         default_config=4,  # maximize
+        peers=("numpy",),
     ),
 ]}
 

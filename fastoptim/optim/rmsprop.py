@@ -172,3 +172,43 @@ class RMSprop(Optimizer):
         for key, what in (("eps", "epsilon value"), ("momentum", "momentum value"),
                           ("weight_decay", "weight_decay value"), ("alpha", "alpha value")):
             _check_at_least_zero(group[key], what)
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peer (fastoptim.tools.peers) that models RMSprop: the registry entry lists it.
+
+def _numpy_rule(peer, group):
+    """torch's single-tensor RMSprop step, op by op (``_single_tensor_rmsprop``): centered,
+    momentum and L2 weight decay as the group says."""
+    import numpy as np
+
+    lr, alpha, eps = float(group["lr"]), group["alpha"], group["eps"]
+    wd, momentum, centered = group["weight_decay"], group["momentum"], group["centered"]
+    keys = peer.cfg.info.active_buffers(group)
+    for p, g, state, s, a, z in peer._pieces_of():
+        st = dict(zip(keys, state))
+        if wd != 0:
+            g = peer._decayed_grad(p, g, wd, a, z)     # grad = grad.add(param, alpha=wd)
+        v = st["square_avg"]
+        v *= alpha                                      # square_avg.mul_(alpha)
+        np.multiply(g, g, out=s)                        #   .addcmul_(grad, grad, 1 - alpha)
+        s *= 1.0 - alpha
+        v += s
+        if centered:
+            ga = st["grad_avg"]
+            peer._lerp(ga, g, 1.0 - alpha, s)           # grad_avg.lerp_(grad, 1 - alpha)
+            np.multiply(ga, ga, out=s)                  # avg = square_avg.addcmul(ga, ga, -1)
+            np.subtract(v, s, out=s)
+            np.sqrt(s, out=s)                           #   .sqrt_()
+        else:
+            np.sqrt(v, out=s)                           # avg = square_avg.sqrt()
+        s += eps                                        # avg.add_(eps)
+        np.divide(g, s, out=s)                          # grad / avg
+        if momentum > 0:
+            buf = st["momentum_buffer"]
+            buf *= momentum                             # buf.mul_(momentum).addcdiv_(grad, avg)
+            buf += s
+            np.multiply(buf, -lr, out=s)                # param.add_(buf, alpha=-lr)
+        else:
+            s *= -lr                                    # param.addcdiv_(grad, avg, value=-lr)
+        p += s

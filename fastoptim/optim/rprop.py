@@ -142,3 +142,35 @@ class Rprop(Optimizer):
         etas = group["etas"]
         if not 0.0 < etas[0] < 1.0 < etas[1]:
             raise ValueError(f"Invalid eta values: {etas[0]}, {etas[1]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The benchmark's peer (fastoptim.tools.peers) that models Rprop: the registry entry lists it.
+
+def _numpy_rule(peer, group):
+    """torch's single-tensor Rprop step, op by op (``_single_tensor_rprop``): the sign of
+    ``grad * prev`` picks ``etaplus``, ``etaminus`` or 1 per element; step sizes clamped to
+    ``step_sizes``; where the sign flipped the gradient counts as 0. The two masks are boolean
+    scratch arrays of the peer (``step_size`` starts at ``lr``, filled by the first step)."""
+    etaminus, etaplus = group["etas"]
+    step_size_min, step_size_max = group["step_sizes"]
+    keys = peer.cfg.info.active_buffers(group)
+    for p, g, state, s, a, z in peer._pieces_of():
+        st = dict(zip(keys, state))
+        prev, step_size = st["prev"], st["step_size"]
+        if peer.step_count == 1:
+            step_size.fill(float(group["lr"]))          # torch's state: full_like(p, lr)
+        pos, neg = peer._mask_n(2, a, z), peer._mask_n(3, a, z)
+        np.multiply(g, prev, out=s)                     # sign = grad.mul(prev).sign()
+        np.greater(s, 0, out=pos)
+        np.less(s, 0, out=neg)
+        # step_size.mul_(sign) with sign etaplus / etaminus / 1, then clamp_
+        np.multiply(step_size, etaplus, out=step_size, where=pos)
+        np.multiply(step_size, etaminus, out=step_size, where=neg)
+        np.clip(step_size, step_size_min, step_size_max, out=step_size)
+        peer._sign(g, s, a, z)                          # grad[sign == etaminus] = 0
+        np.copyto(s, 0, where=neg)
+        s *= step_size                                  # param.addcmul_(grad.sign(), step_size, -1)
+        p -= s
+        np.copyto(prev, g)                              # prev.copy_(grad)
+        np.copyto(prev, 0, where=neg)

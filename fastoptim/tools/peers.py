@@ -184,6 +184,8 @@ class NumpyPeer(Peer):
         need_second = (group.get("weight_decay", 0) != 0
                        and not group.get("decoupled_weight_decay", False))
         self._scratch2 = np.empty(scratch_size, case.dtype) if need_second else None
+        self._extra_scratch = []     # further scratch arrays, made by the first step that asks
+        self._bool_scratch = []      # boolean ones (masks), the same
         # The state arrays the step uses (zeros; a lazy buffer is filled by the first step).
         self.state = [[np.zeros_like(p) for p in self.params]
                       for _ in info.active_buffers(group)]
@@ -217,6 +219,43 @@ class NumpyPeer(Peer):
         np.multiply(p, wd, out=d)
         d += g
         return d
+
+
+    def _scratch_n(self, index, a, z):
+        """The ``index``-th further scratch array (0, 1, ...) beyond ``_scratch`` and the
+        weight-decay scratch, as large as ``_scratch`` and allocated once, at its first use
+        (a rule whose step needs more than one intermediate array), sliced to ``a:z``."""
+        while len(self._extra_scratch) <= index:
+            self._extra_scratch.append(np.empty_like(self._scratch))
+        return self._extra_scratch[index][:z - a]
+
+    def _mask_n(self, index, a, z):
+        """The ``index``-th boolean scratch array, made as :meth:`_scratch_n` makes its arrays.
+        Indices 0 and 1 belong to :meth:`_sign`."""
+        while len(self._bool_scratch) <= index:
+            self._bool_scratch.append(np.empty(self._scratch.size, bool))
+        return self._bool_scratch[index][:z - a]
+
+    def _sign(self, x, out, a, z):
+        """torch's ``sign``: 1, -1 or 0 (NaN and -0.0 give 0) into ``out``, as ``(x > 0) - (x < 0)``
+        (``np.sign`` gives NaN for NaN, and is many times slower on float data)."""
+        positive, negative = self._mask_n(0, a, z), self._mask_n(1, a, z)
+        np.greater(x, 0, out=positive)
+        np.less(x, 0, out=negative)
+        np.subtract(positive, negative, out=out, dtype=out.dtype)
+
+    @staticmethod
+    def _lerp(start, end, weight, s):
+        """``start.lerp_(end, weight)`` in place, rounded as torch's CPU kernel rounds it:
+        ``start + weight * (end - start)`` for ``|weight| < 0.5``, else
+        ``end - (end - start) * (1 - weight)``; ``s`` is scratch of the same size."""
+        np.subtract(end, start, out=s)
+        if abs(weight) < 0.5:
+            s *= weight
+            start += s
+        else:
+            s *= 1.0 - weight
+            np.subtract(end, s, out=start)
 
 
 class NumpyBlockedPeer(NumpyPeer):
