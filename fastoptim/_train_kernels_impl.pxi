@@ -637,57 +637,37 @@ def running_mean(list averaged, list current, double count):
 # differently; tests/test_train_optimizers.py checks this
 # order against the installed torch before it holds LBFGS to the tight bounds.
 
-cdef float _mkl_sdot(const float* x, const float* y, Py_ssize_t n) noexcept nogil:
-    cdef float acc[4][4]
+cdef floating _mkl_dot(const floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
+    # L lanes per vector (16 bytes), four accumulator vectors; the two orders above differ only in
+    # where the remainder's whole vectors go (float32 alternates acc[0]/acc[1], float64 all to
+    # acc[0]) and in how the lanes are added at the end
+    cdef int L = 4 if floating is float else 2
+    cdef floating acc[4][4]
     cdef Py_ssize_t t = 0
     cdef int k, l
     for k in range(4):
         for l in range(4):
             acc[k][l] = 0
-    while t + 16 <= n:
+    while t + 4 * L <= n:
         for k in range(4):
-            for l in range(4):
-                acc[k][l] = acc[k][l] + x[t + 4 * k + l] * y[t + 4 * k + l]
-        t += 16
-    if t + 8 <= n:
-        for k in range(2):
-            for l in range(4):
-                acc[k][l] = acc[k][l] + x[t + 4 * k + l] * y[t + 4 * k + l]
-        t += 8
-    if t + 4 <= n:
-        for l in range(4):
-            acc[0][l] = acc[0][l] + x[t + l] * y[t + l]
-        t += 4
+            for l in range(L):
+                acc[k][l] = acc[k][l] + x[t + L * k + l] * y[t + L * k + l]
+        t += 4 * L
+    k = 0
+    while t + L <= n:
+        for l in range(L):
+            acc[k][l] = acc[k][l] + x[t + l] * y[t + l]
+        t += L
+        if floating is float:
+            k ^= 1
     while t < n:
         acc[0][0] = acc[0][0] + x[t] * y[t]
         t += 1
     for k in range(1, 4):
-        for l in range(4):
+        for l in range(L):
             acc[0][l] = acc[0][l] + acc[k][l]
-    return (acc[0][0] + acc[0][2]) + (acc[0][1] + acc[0][3])
-
-
-cdef double _mkl_ddot(const double* x, const double* y, Py_ssize_t n) noexcept nogil:
-    cdef double acc[4][2]
-    cdef Py_ssize_t t = 0
-    cdef int k, l
-    for k in range(4):
-        for l in range(2):
-            acc[k][l] = 0
-    while t + 8 <= n:
-        for k in range(4):
-            for l in range(2):
-                acc[k][l] = acc[k][l] + x[t + 2 * k + l] * y[t + 2 * k + l]
-        t += 8
-    while t + 2 <= n:
-        for l in range(2):
-            acc[0][l] = acc[0][l] + x[t + l] * y[t + l]
-        t += 2
-    if t < n:
-        acc[0][0] = acc[0][0] + x[t] * y[t]
-    for k in range(1, 4):
-        for l in range(2):
-            acc[0][l] = acc[0][l] + acc[k][l]
+    if floating is float:
+        return (acc[0][0] + acc[0][2]) + (acc[0][1] + acc[0][3])
     return acc[0][0] + acc[0][1]
 
 
@@ -703,10 +683,10 @@ def blas_dot(cnp.ndarray x, cnp.ndarray y):
     cdef double r
     if cnp.PyArray_TYPE(x) == cnp.NPY_DOUBLE:
         with nogil:
-            r = _mkl_ddot(<const double*>cnp.PyArray_DATA(x), <const double*>cnp.PyArray_DATA(y), n)
+            r = _mkl_dot(<const double*>cnp.PyArray_DATA(x), <const double*>cnp.PyArray_DATA(y), n)
     else:
         with nogil:
-            r = _mkl_sdot(<const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(y), n)
+            r = _mkl_dot(<const float*>cnp.PyArray_DATA(x), <const float*>cnp.PyArray_DATA(y), n)
     return r
 
 
