@@ -14,6 +14,8 @@ import operator
 
 import numpy as np
 
+from fastoptim._bfloat16 import bfloat16
+
 from fastoptim._openmp cimport omp_get_max_threads
 
 cnp.import_array()
@@ -93,12 +95,7 @@ cdef int _bf16_typenum() except -2:
     """The type number of ``ml_dtypes.bfloat16`` (imports the optional package)."""
     global _BF16
     if _BF16 < 0:
-        try:
-            import ml_dtypes
-        except ImportError:
-            raise ImportError("bfloat16 arrays need the ml_dtypes package: pip install ml_dtypes "
-                              "(or fastoptim[lowp])") from None
-        _BF16 = np.dtype(ml_dtypes.bfloat16).num
+        _BF16 = bfloat16("a bfloat16 state or param").num
     return _BF16
 
 

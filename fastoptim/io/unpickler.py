@@ -33,6 +33,8 @@ import struct
 
 import numpy as np
 
+from fastoptim._bfloat16 import bfloat16
+
 __all__ = [
     "MalformedContent", "UnsafeContent", "SafeUnpickler", "ALLOWED_GLOBALS", "SCALAR_TYPE_NAMES",
     "MAX_PROTOCOL",
@@ -176,11 +178,9 @@ def _parse_dtype(spec):
     if spec == "bfloat16":
         # low-precision optimizer state (docs/low_precision.rst): ml_dtypes' bfloat16 by name
         try:
-            import ml_dtypes  # noqa: PLC0415 - optional dependency
-        except ImportError:
-            raise MalformedContent("the checkpoint holds bfloat16 arrays, which need the "
-                                   "ml_dtypes package: pip install ml_dtypes") from None
-        return np.dtype(ml_dtypes.bfloat16)
+            return bfloat16("a checkpoint that holds bfloat16 arrays")
+        except ImportError as e:
+            raise MalformedContent(str(e)) from None
     if not _DTYPE_RE.fullmatch(spec):
         raise UnsafeContent(
             f"dtype {spec!r} is not allowed: only numeric dtypes (bool, signed and unsigned "

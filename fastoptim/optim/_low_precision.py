@@ -19,6 +19,8 @@ import inspect
 
 import numpy as np
 
+from fastoptim._bfloat16 import bfloat16
+
 STATE_DTYPES = ("float32", "bfloat16", "float16")
 LOW_PRECISION_PARAM_DTYPES = ("float16", "bfloat16")
 MASTER_KEY = "master_param"
@@ -37,12 +39,7 @@ def _dtype_name(value):
 def dtype_of(name):
     """The NumPy dtype of a state dtype name (``"bfloat16"`` needs ``ml_dtypes``)."""
     if name == "bfloat16":
-        try:
-            import ml_dtypes  # noqa: PLC0415 - optional dependency
-        except ImportError:
-            raise ImportError("state_dtype='bfloat16' needs the ml_dtypes package: pip install "
-                              "ml_dtypes (or fastoptim[lowp])") from None
-        return np.dtype(ml_dtypes.bfloat16)
+        return bfloat16("state_dtype='bfloat16'")
     return np.dtype(name)
 
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from fastoptim import _train_kernels
+from fastoptim._bfloat16 import bfloat16
 from fastoptim._train_numerics import fma_add, norm2
 from fastoptim.optim._validation import _with_grad
 from fastoptim.optimizer import Optimizer, _load_array, _to_float
@@ -22,19 +23,10 @@ DEFAULT_C = 2.0315
 DEFAULT_NS_STEPS = 5
 
 
-def _bfloat16():
-    try:
-        import ml_dtypes
-    except ImportError:  # pragma: no cover - ml_dtypes is installed with fastoptim's extras
-        raise ImportError("fastoptim.Muon runs its Newton-Schulz iteration in bfloat16 and needs "
-                          "the ml_dtypes package: pip install ml_dtypes") from None
-    return ml_dtypes.bfloat16
-
-
 def _bf16(x):
     """Round to bfloat16 (nearest even, through float32 as torch converts) and return the values
     as float64 (exactly representable)."""
-    bf16 = _bfloat16()
+    bf16 = bfloat16("fastoptim.Muon (its Newton-Schulz iteration runs in bfloat16)").type
     return np.asarray(x).astype(np.float32).astype(bf16).astype(np.float64)
 
 

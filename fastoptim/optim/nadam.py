@@ -186,19 +186,10 @@ def _numpy_rule(peer, group):
     mu_product_next = mu_product * mu_next
     value_grad = -lr * (1.0 - mu) / (1.0 - mu_product)
     value_avg = (-lr * mu_next) / (1.0 - mu_product_next)
-    decay = 1 - lr * wd
     for p, g, (exp_avg, exp_avg_sq), s, a, z in peer._pieces_of():
         d = peer._scratch_n(0, a, z)
-        if wd != 0:
-            if decoupled:
-                p *= decay                              # param.mul_(1 - lr * wd)
-            else:
-                g = peer._decayed_grad(p, g, wd, a, z)  # grad = grad.add(param, alpha=wd)
-        peer._lerp(exp_avg, g, 1 - beta1, s)            # exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq *= beta2                             # exp_avg_sq.mul_(beta2)
-        np.multiply(g, g, out=s)                        #   .addcmul_(grad, grad, 1 - beta2)
-        s *= 1 - beta2
-        exp_avg_sq += s
+        g = peer._adam_moments(p, g, exp_avg, exp_avg_sq, s, a, z, beta1=beta1, beta2=beta2,
+                               wd=wd, decoupled=decoupled, lr=lr)
         np.divide(exp_avg_sq, bias_correction2, out=s)  # denom = exp_avg_sq.div(bc2).sqrt()
         np.sqrt(s, out=s)
         s += eps                                        # denom.add_(eps)

@@ -178,18 +178,9 @@ def _numpy_rule(peer, group):
     if rectified:
         rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
         bc2_sqrt = bias_correction2 ** 0.5
-    decay = 1 - lr * wd
     for p, g, (exp_avg, exp_avg_sq), s, a, z in peer._pieces_of():
-        if wd != 0:
-            if decoupled:
-                p *= decay                              # param.mul_(1 - lr * wd)
-            else:
-                g = peer._decayed_grad(p, g, wd, a, z)  # grad = grad.add(param, alpha=wd)
-        peer._lerp(exp_avg, g, 1 - beta1, s)            # exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq *= beta2                             # exp_avg_sq.mul_(beta2)
-        np.multiply(g, g, out=s)                        #   .addcmul_(grad, grad, 1 - beta2)
-        s *= 1 - beta2
-        exp_avg_sq += s
+        g = peer._adam_moments(p, g, exp_avg, exp_avg_sq, s, a, z, beta1=beta1, beta2=beta2,
+                               wd=wd, decoupled=decoupled, lr=lr)
         np.divide(exp_avg, bias_correction1, out=s)     # bias_corrected_exp_avg * lr
         s *= lr
         if rectified:

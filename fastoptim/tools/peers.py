@@ -221,6 +221,22 @@ class NumpyPeer(Peer):
         return d
 
 
+    def _adam_moments(self, p, g, exp_avg, exp_avg_sq, s, a, z, *, beta1, beta2, wd, decoupled,
+                      lr):
+        """The weight decay and the two moments of torch's Adam family (Adam, NAdam, RAdam), in
+        place; returns the gradient the rest of the step uses (the decayed one under L2 decay)."""
+        if wd != 0:
+            if decoupled:
+                p *= 1 - lr * wd                        # param.mul_(1 - lr * wd)
+            else:
+                g = self._decayed_grad(p, g, wd, a, z)  # grad = grad.add(param, alpha=wd)
+        self._lerp(exp_avg, g, 1 - beta1, s)            # exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq *= beta2                             # exp_avg_sq.mul_(beta2)
+        np.multiply(g, g, out=s)                        #   .addcmul_(grad, grad, 1 - beta2)
+        s *= 1 - beta2
+        exp_avg_sq += s
+        return g
+
     def _scratch_n(self, index, a, z):
         """The ``index``-th further scratch array (0, 1, ...) beyond ``_scratch`` and the
         weight-decay scratch, as large as ``_scratch`` and allocated once, at its first use
