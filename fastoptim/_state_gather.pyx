@@ -11,7 +11,7 @@ nothing about arithmetic.
 """
 from cpython.dict cimport PyDict_GetItem, PyDict_SetItem, PyDict_Check
 from cpython.list cimport PyList_New, PyList_SET_ITEM, PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 
@@ -126,3 +126,30 @@ def groups_unchanged(list groups, list snapshot):
         if not _same_items(<list>params, <list>PyTuple_GET_ITEM(entry, 1)):
             return False
     return True
+
+
+def group_arguments(object group, tuple options, tuple scalar_access, tuple flags, object to_float):
+    """``(switch, kwargs)`` of one param group: ``switch[j] = not group[options[j]]`` (the key of
+    the kernel's state layout, ``OptimizerInfo.kernel_layout``), and the kernel's keyword
+    arguments: ``check_overlap=False``, each per-step scalar ``(argument, group key, index or
+    None)`` as a Python float (``to_float`` converts what is neither float nor int: NumPy scalars,
+    1-element arrays) and each flag as a bool. The loop of ``Optimizer._kernel_kwargs`` in C."""
+    cdef dict kwargs = {"check_overlap": False}
+    cdef object name, key, index, value, access
+    cdef Py_ssize_t j, n = PyTuple_GET_SIZE(options)
+    cdef tuple switch = PyTuple_New(n) if n > 0 else ()
+    for j in range(n):
+        value = not group[<object>PyTuple_GET_ITEM(options, j)]
+        Py_INCREF(value)
+        PyTuple_SET_ITEM(switch, j, value)
+    for access in scalar_access:
+        name, key, index = access
+        value = group[key]
+        if index is not None:
+            value = value[index]
+        if type(value) is not float:
+            value = float(value) if type(value) is int else to_float(value)
+        kwargs[name] = value
+    for name in flags:
+        kwargs[name] = bool(group[name])
+    return switch, kwargs

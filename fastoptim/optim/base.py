@@ -614,13 +614,7 @@ class Optimizer:
         """The keyword arguments of this group's kernel call: its per-step scalars as floats, its
         flags as bools, and ``check_overlap=False``."""
         info = self._info
-        kwargs = {"check_overlap": False}  # the step template checks sharing itself
-        for name, key, index in info.scalar_access:
-            value = group[key] if index is None else group[key][index]
-            kind = type(value)  # float, or int (torch's defaults of 0): the fast paths
-            kwargs[name] = value if kind is float else float(value) if kind is int else _to_float(value)
-        for name in info.flags:
-            kwargs[name] = bool(group[name])
+        kwargs = _state_gather.group_arguments(group, *info.group_access)[1]
         if "state_dtype" in group or "stochastic_rounding" in group:  # only there when given
             kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, bool(info.scalar_state)))
         return kwargs
@@ -835,7 +829,8 @@ class Optimizer:
             self._check_params()
         work = []
         for group_index, group, params, grads in self._grouped_grads():
-            keys, slots = info.kernel_layout(group)
+            switch, kwargs = _state_gather.group_arguments(group, *info.group_access)
+            keys, slots = info.kernel_layout(group, switch)
             if not (keys or with_step):  # a stateless step (SGD without momentum)
                 gathered = (None, None, [])
             else:
@@ -847,7 +842,8 @@ class Optimizer:
                 param_states, steps, lists, fresh = self._gather_state(
                     group_index, group, params, keys, with_step
                 )
-            kwargs = self._kernel_kwargs(group)
+            if "state_dtype" in group or "stochastic_rounding" in group:  # only there when given
+                kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, with_step))
             masters, new_masters = None, ()
             if low_precision:
                 masters, new_masters = _low_precision.master_params(params, state)

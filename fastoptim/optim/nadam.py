@@ -188,7 +188,7 @@ def _numpy_rule(peer, group):
     value_avg = (-lr * mu_next) / (1.0 - mu_product_next)
     for p, g, (exp_avg, exp_avg_sq), s, a, z in peer._pieces_of():
         d = peer._scratch_n(0, a, z)
-        g = peer._adam_moments(p, g, exp_avg, exp_avg_sq, s, a, z, beta1=beta1, beta2=beta2,
+        g = peer._two_moments(p, g, exp_avg, exp_avg_sq, s, a, z, beta1=beta1, beta2=beta2,
                                wd=wd, decoupled=decoupled, lr=lr)
         np.divide(exp_avg_sq, bias_correction2, out=s)  # denom = exp_avg_sq.div(bc2).sqrt()
         np.sqrt(s, out=s)

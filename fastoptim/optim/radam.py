@@ -179,7 +179,7 @@ def _numpy_rule(peer, group):
         rect = ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
         bc2_sqrt = bias_correction2 ** 0.5
     for p, g, (exp_avg, exp_avg_sq), s, a, z in peer._pieces_of():
-        g = peer._adam_moments(p, g, exp_avg, exp_avg_sq, s, a, z, beta1=beta1, beta2=beta2,
+        g = peer._two_moments(p, g, exp_avg, exp_avg_sq, s, a, z, beta1=beta1, beta2=beta2,
                                wd=wd, decoupled=decoupled, lr=lr)
         np.divide(exp_avg, bias_correction1, out=s)     # bias_corrected_exp_avg * lr
         s *= lr

@@ -21,6 +21,7 @@ from functools import cached_property
 import numpy as np
 
 from fastoptim._kernels.spec import KERNELS
+from fastoptim.optim._validation import _to_float
 
 __all__ = ["OptimConfig", "OptimizerInfo", "OPTIMIZERS", "CLIQUEY_VARIANTS", "all_configs"]
 
@@ -218,12 +219,14 @@ class OptimizerInfo:
         """The state arrays a step of ``group`` uses (optional ones only when switched on)."""
         return self.kernel_layout(group)[0][len(self.scalar_arrays):]
 
-    def kernel_layout(self, group):
+    def kernel_layout(self, group, switch=None):
         """``(active keys, slots)``: the 0-d :attr:`scalar_arrays` and the active buffers, in
         torch's state order; ``slots[j]`` is the position in the active keys of the kernel's j-th
-        list argument, or -1 for a buffer that is off (its list is empty)."""
-        options = self._options
-        switch = tuple([not group[option] for option in options]) if options else ()
+        list argument, or -1 for a buffer that is off (its list is empty). ``switch``: the
+        group's ``not group[option]`` for each optional buffer's option, when already read
+        (``_state_gather.group_arguments``)."""
+        if switch is None:
+            switch = tuple([not group[option] for option in self._options])
         try:
             return self._layouts[switch]
         except KeyError:
@@ -243,6 +246,12 @@ class OptimizerInfo:
     @cached_property
     def _layouts(self):
         return {}
+
+    @cached_property
+    def group_access(self):
+        """What ``_state_gather.group_arguments`` reads from a group: the layout options, the
+        scalars, the flags and the conversion of a scalar that is neither float nor int."""
+        return self._options, self.scalar_access, tuple(self.flags), _to_float
 
     @cached_property
     def scalar_access(self):
