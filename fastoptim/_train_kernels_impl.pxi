@@ -311,9 +311,9 @@ def array_norms(list arrays, double p):
     Returns a float64 array; entry ``i`` is the norm of ``arrays[i]`` computed and rounded in that
     array's dtype (a float32 norm is exactly representable in float64). Each norm is computed by
     one thread in torch's order, so the result does not depend on the thread count. The arrays
-    are given to the threads largest first (size classes, a counting sort), each to the least
-    loaded thread so that they finish together (``_owners``); for ``p = 2`` two arrays of one size class and dtype are summed in one interleaved
-    pass (two independent dependency chains per thread).
+    are ordered largest first (size classes, a counting sort) and cut into one run of equal work
+    per thread (``_owners``); for ``p = 2`` two arrays of one size class and dtype are summed in
+    one interleaved pass (two independent dependency chains per thread).
     """
     cdef Py_ssize_t n = len(arrays), i, total = 0, ntask = 0, k
     cdef int kind = norm_kind(p), nt, t
@@ -488,9 +488,6 @@ cdef _numpy_fallback(cnp.ndarray x, object y, int op, double a32, double b32, do
     cdef list others = None if y is None else [np.ascontiguousarray(y)]
     _run([tmp], others, op, a32, b32, a64, b64)
     x[...] = tmp
-
-
-# Elements per work item of a reuse-ordered pass (see _run): 256 KiB of float32.
 
 
 cdef _run(list arrays, list others, int op, double a32, double b32, double a64, double b64,

@@ -301,20 +301,9 @@ def _numpy_rule(peer, group):
     # Per-step scalars in double precision, as torch computes them.
     step_size = lr / (1.0 - beta1 ** t)
     bc2_sqrt = (1.0 - beta2 ** t) ** 0.5
-    decay = 1.0 - lr * wd
     for p, g, (m, v, *vm), s, a, z in peer._pieces_of():
-        if wd != 0:
-            if decoupled:
-                p *= decay                      # param.mul_(1 - lr * wd)
-            else:
-                g = peer._decayed_grad(p, g, wd, a, z)
-        np.subtract(g, m, out=s)                # exp_avg.lerp_(grad, 1 - beta1)
-        s *= 1.0 - beta1
-        m += s
-        v *= beta2                              # exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2)
-        np.multiply(g, g, out=s)
-        s *= 1.0 - beta2
-        v += s
+        peer._two_moments(p, g, m, v, s, a, z, beta1=beta1, beta2=beta2, wd=wd,
+                          decoupled=decoupled, lr=lr)
         if vm:                                  # amsgrad
             np.maximum(vm[0], v, out=vm[0])
             np.sqrt(vm[0], out=s)

@@ -613,10 +613,15 @@ class Optimizer:
     def _kernel_kwargs(self, group):
         """The keyword arguments of this group's kernel call: its per-step scalars as floats, its
         flags as bools, and ``check_overlap=False``."""
-        info = self._info
-        kwargs = _state_gather.group_arguments(group, *info.group_access)[1]
-        if "state_dtype" in group or "stochastic_rounding" in group:  # only there when given
-            kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, bool(info.scalar_state)))
+        return self._add_low_precision_kwargs(
+            group, _state_gather.group_arguments(group, *self._info.group_access)[1])
+
+    def _add_low_precision_kwargs(self, group, kwargs):
+        """``kwargs`` with the group's ``state_dtype``/``stochastic_rounding`` arguments added
+        (the keys are in a group only when the user gave them)."""
+        if "state_dtype" in group or "stochastic_rounding" in group:
+            kwargs.update(_low_precision.kernel_kwargs(group, self._step_count,
+                                                       bool(self._info.scalar_state)))
         return kwargs
 
     def _new_state(self, key, param, group):
@@ -842,8 +847,7 @@ class Optimizer:
                 param_states, steps, lists, fresh = self._gather_state(
                     group_index, group, params, keys, with_step
                 )
-            if "state_dtype" in group or "stochastic_rounding" in group:  # only there when given
-                kwargs.update(_low_precision.kernel_kwargs(group, self._step_count, with_step))
+            self._add_low_precision_kwargs(group, kwargs)
             masters, new_masters = None, ()
             if low_precision:
                 masters, new_masters = _low_precision.master_params(params, state)

@@ -220,9 +220,8 @@ class NumpyPeer(Peer):
         d += g
         return d
 
-
     def _two_moments(self, p, g, exp_avg, exp_avg_sq, s, a, z, *, beta1, beta2, wd, decoupled,
-                      lr):
+                     lr):
         """The weight decay and the two moments of torch's Adam family (Adam, NAdam, RAdam), in
         place; returns the gradient the rest of the step uses (the decayed one under L2 decay)."""
         if wd != 0:
