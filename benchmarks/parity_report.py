@@ -18,10 +18,11 @@ training script runs them: every test configuration of the registry, float32 and
 ``CLASS_STEPS`` steps over ``CLASS_ARRAYS`` small arrays in three param groups, some parameters
 (and once in a while a whole group) without a gradient. Four runs get the same gradients: fastoptim's
 class, torch's class on its single-tensor path (``foreach=False``, torch's default on CPU), torch's
-``foreach=True`` path, and the single-tensor path with the IEEE square root (torch's own is a
-vector-library routine that is not correctly rounded). Per optimizer and dtype it prints, over all
-configurations, for fastoptim against torch's single-tensor path and for torch's foreach path
-against the same single-tensor path: the share of parameter elements whose bits differ at the end,
+``foreach=True`` path, its ``fused=True`` path where torch has one on CPU (SGD, Adam, AdamW,
+Adagrad), and the single-tensor path with the IEEE square root (torch's own is a vector-library
+routine that is not correctly rounded). Per optimizer and dtype it prints, over all
+configurations, for fastoptim against torch's single-tensor path and for torch's foreach and fused
+paths against the same single-tensor path: the share of parameter elements whose bits differ at the end,
 the largest elementwise ulp distance, and the largest distance in ulps of the array's largest
 magnitude so far, at any step (``norm ulp``, as the parity tests bound it); then fastoptim against
 the IEEE-sqrt run (``ieee mism``: 0 means the square root is the only difference). Lion is not in
@@ -31,6 +32,7 @@ Run: ``python benchmarks/parity_report.py [threads] [--classes | --kernels]`` (n
 tables by default).
 """
 import contextlib
+import inspect
 import sys
 
 import numpy as np
@@ -119,7 +121,7 @@ def _run(info, cfg, dtype, rng):
 
 
 def kernel_table():
-    print(f"{STEPS} steps x {SIZE} elements, {threads} thread(s); step = one step from torch's state")
+    print(f"{STEPS} steps x {SIZE} elements, {fo.get_num_threads()} thread(s); step = one step from torch's state")
     print(f"{'config':70s} {'dtype':7s} {'step mism':>10s} {'step ulp':>8s} {'traj mism':>10s} {'traj rel':>9s}")
     rng = np.random.default_rng(0)
     for info in OPTIMIZERS.values():
@@ -165,13 +167,20 @@ def _groups(config, params):
     return [{"params": [params[i] for i in idx], **kw} for idx, kw in zip(thirds, extra)]
 
 
-def _torch_optimizer(config, params, foreach):
+def _torch_optimizer(config, params, run):
     info = OPTIMIZERS[config.optimizer]
     if not info.in_torch:  # its reference formula in torch ops, from its class file
         return info.peer_rule("reference")(torch, _groups(config, params), **config.kwargs)
     groups = [{**g, **config.torch_kwargs({k: v for k, v in g.items() if k != "params"})}
               for g in _groups(config, params)]
-    return config.make_torch(groups, foreach=foreach)
+    flags = {"fused": {"fused": True}, "foreach": {"foreach": True}}.get(run, {"foreach": False})
+    return config.make_torch(groups, **flags)
+
+
+def _has_fused(name):
+    """Whether torch's class of this optimizer has a fused CPU path (``fused=True``)."""
+    info = OPTIMIZERS[name]
+    return info.in_torch and "fused" in inspect.signature(getattr(torch.optim, info.torch_name)).parameters
 
 
 def _ulp_distance(a, b):
@@ -213,9 +222,11 @@ def _class_run(config, dtype, seed, devs):
     opt = config.make(_groups(config, ours))
     runs = {}
     has_torch = OPTIMIZERS[config.optimizer].in_torch
-    for run in ("single", "foreach", "ieee") if has_torch else ("single",):
+    names = (("single", "foreach", "ieee") + (("fused",) if _has_fused(config.optimizer) else ())
+             if has_torch else ("single",))
+    for run in names:
         tps = [torch.nn.Parameter(torch.from_numpy(x.copy())) for x in start]
-        runs[run] = (tps, _torch_optimizer(config, tps, foreach=run == "foreach"))
+        runs[run] = (tps, _torch_optimizer(config, tps, run))
     scales = [float(np.abs(x).max()) for x in start]
     second = set(np.array_split(np.arange(len(sizes)), 3)[1].tolist())     # the second group
     for t in range(CLASS_STEPS):
@@ -232,12 +243,15 @@ def _class_run(config, dtype, seed, devs):
         single = [tp.detach().numpy() for tp in runs["single"][0]]
         scales = [max(s, float(np.abs(x).max())) for s, x in zip(scales, single)]
         devs["fo"].step([np.asarray(p) for p in ours], single, scales)
-        if has_torch:
-            devs["foreach"].step([tp.detach().numpy() for tp in runs["foreach"][0]], single, scales)
+        for run in ("foreach", "fused"):
+            if run in runs:
+                devs[run].step([tp.detach().numpy() for tp in runs[run][0]], single, scales)
     single = [tp.detach().numpy() for tp in runs["single"][0]]
     devs["fo"].end([np.asarray(p) for p in ours], single)
+    for run in ("foreach", "fused"):
+        if run in runs:
+            devs[run].end([tp.detach().numpy() for tp in runs[run][0]], single)
     if has_torch:
-        devs["foreach"].end([tp.detach().numpy() for tp in runs["foreach"][0]], single)
         devs["ieee"].end([np.asarray(p) for p in ours], [tp.detach().numpy() for tp in runs["ieee"][0]])
 
 
@@ -246,19 +260,21 @@ def class_table():
           "(1-4097 elements) in 3 groups, some grads None; deviation from torch's single-tensor path")
     head = ["mism", "max ulp", "norm ulp"]
     print(f"{'optimizer':9s} {'dtype':7s} {'configs':>7s} | fastoptim: " + " ".join(f"{h:>8s}" for h in head)
-          + " | torch foreach: " + " ".join(f"{h:>8s}" for h in head) + " | ieee mism")
+          + " | torch foreach: " + " ".join(f"{h:>8s}" for h in head)
+          + " | torch fused:   " + " ".join(f"{h:>8s}" for h in head) + " | ieee mism")
     for name in CLASS_NAMES:
         for dtype in (np.float32, np.float64):
-            devs = {"fo": _Deviation(), "foreach": _Deviation(), "ieee": _Deviation()}
+            devs = {"fo": _Deviation(), "foreach": _Deviation(), "fused": _Deviation(), "ieee": _Deviation()}
             configs = OPTIMIZERS[name].configs
             for k, config in enumerate(configs):
                 _class_run(config, dtype, k, devs)
             in_torch = OPTIMIZERS[name].in_torch
             foreach = devs["foreach"].cells() if in_torch else ["-".rjust(8)] * 3
+            fused = devs["fused"].cells() if _has_fused(name) else ["-".rjust(8)] * 3
             ieee = f"{devs['ieee'].mism:9d}" if in_torch else "-".rjust(9)
             print(f"{name:9s} {np.dtype(dtype).name:7s} {len(configs):7d} |            "
                   + " ".join(devs["fo"].cells()) + " |                "
-                  + " ".join(foreach) + " | " + ieee, flush=True)
+                  + " ".join(foreach) + " |                " + " ".join(fused) + " | " + ieee, flush=True)
 
 
 def main():
