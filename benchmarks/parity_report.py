@@ -24,9 +24,12 @@ routine that is not correctly rounded). Per optimizer and dtype it prints, over 
 configurations, for fastoptim against torch's single-tensor path and for torch's foreach and fused
 paths against the same single-tensor path: the share of parameter elements whose bits differ at the end,
 the largest elementwise ulp distance, and the largest distance in ulps of the array's largest
-magnitude so far, at any step (``norm ulp``, as the parity tests bound it); then fastoptim against
-the IEEE-sqrt run (``ieee mism``: 0 means the square root is the only difference). Lion is not in
-torch: its reference formula in torch ops stands in for the single-tensor path.
+magnitude so far, at any step (``norm ulp``, as the parity tests bound it); then fastoptim with the
+IEEE square root (``fastoptim._dispatch.ieee_sqrt``) against the IEEE-sqrt run (``ieee mism``: 0
+means the square root is the only difference). Where fastoptim takes torch's square root (an Intel
+CPU with AVX-512, ``fastoptim._dispatch.TORCH_SQRT``, printed first) the fastoptim columns are its
+default run; elsewhere they are the IEEE root's. Lion is not in torch: its reference formula in
+torch ops stands in for the single-tensor path.
 
 Run: ``python benchmarks/parity_report.py [threads] [--classes | --kernels]`` (needs torch; both
 tables by default).
@@ -39,6 +42,7 @@ import numpy as np
 import torch
 
 import fastoptim as fo
+from fastoptim import _dispatch
 from fastoptim._kernels.spec import KERNELS
 from fastoptim.optim.registry import OPTIMIZERS
 from fastoptim.tools.bench import OptimizerConfig
@@ -220,6 +224,8 @@ def _class_run(config, dtype, seed, devs):
     start = [rng.standard_normal(s).astype(dtype) for s in sizes]
     ours = [fo.Parameter(x.copy()) for x in start]
     opt = config.make(_groups(config, ours))
+    ours_ieee = [fo.Parameter(x.copy()) for x in start]        # fastoptim with the IEEE root
+    opt_ieee = config.make(_groups(config, ours_ieee))
     runs = {}
     has_torch = OPTIMIZERS[config.optimizer].in_torch
     names = (("single", "foreach", "ieee") + (("fused",) if _has_fused(config.optimizer) else ())
@@ -234,9 +240,12 @@ def _class_run(config, dtype, seed, devs):
             none = (t + j) % 7 == 3 or (t % 50 == 25 and j in second)
             g = None if none else rng.standard_normal(p.shape).astype(dtype)
             p.grad = g
+            ours_ieee[j].grad = g
             for tps, _ in runs.values():
                 tps[j].grad = None if g is None else torch.from_numpy(g.copy())
         opt.step()
+        with _dispatch.ieee_sqrt():
+            opt_ieee.step()
         for run, (_, topt) in runs.items():
             with ieee_sqrt() if run == "ieee" else contextlib.nullcontext():
                 topt.step()
@@ -252,7 +261,7 @@ def _class_run(config, dtype, seed, devs):
         if run in runs:
             devs[run].end([tp.detach().numpy() for tp in runs[run][0]], single)
     if has_torch:
-        devs["ieee"].end([np.asarray(p) for p in ours], [tp.detach().numpy() for tp in runs["ieee"][0]])
+        devs["ieee"].end([np.asarray(p) for p in ours_ieee], [tp.detach().numpy() for tp in runs["ieee"][0]])
 
 
 def class_table():
@@ -282,6 +291,8 @@ def main():
     threads = int(args[0]) if args else 1
     fo.set_num_threads(threads)
     torch.set_num_threads(threads)
+    print(f"fastoptim {_dispatch.VARIANT} kernels, square root: "
+          + ("torch's (MKL's AVX-512 routine)" if _dispatch.TORCH_SQRT else "IEEE"))
     if "--classes" not in sys.argv:
         kernel_table()
     if "--kernels" not in sys.argv:

@@ -117,7 +117,7 @@ def set_num_threads(n):
 
 def config_dict():
     """Everything :func:`show_config` prints, as a dict."""
-    from fastoptim._dispatch import kernels
+    from fastoptim._dispatch import TORCH_SQRT, kernels
 
     return {
         "fastoptim": __version__,
@@ -128,6 +128,7 @@ def config_dict():
         "num_threads": get_num_threads(),
         "num_procs": _runtime.num_procs(),
         "kernel_variant": VARIANT,
+        "sqrt": "torch's (MKL's AVX-512 vsSqrt/vdSqrt)" if TORCH_SQRT else "IEEE (correctly rounded)",
         "min_elements_per_thread": kernels.get_min_elements_per_thread(),
         "compiler": BUILD_CONFIG.get("compiler_version", BUILD_CONFIG.get("compiler", "unknown")),
         "cflags": BUILD_CONFIG.get("kernel_variants", {}).get(VARIANT, BUILD_CONFIG.get("cflags", "unknown")),

@@ -3,12 +3,17 @@
 The element loops are compiled once per instruction-set level (setup.py). A binary that uses
 AVX2/FMA instructions dies with an illegal instruction on a CPU without them, so the variant is
 chosen here, at import time, from what the CPU reports, as NumPy and torch do. Every variant
-computes the same bits: ``fma`` is an exact operation whether the CPU fuses it in hardware or the
-C library computes it in software (the baseline variant is just slower).
+computes the same bits with the IEEE square root: ``fma`` is an exact operation whether the CPU
+fuses it in hardware or the C library computes it in software (the baseline variant is just
+slower). The square root is the one choice made here: on an Intel CPU with AVX-512 torch's
+``Tensor.sqrt`` is MKL's vector routine, not the IEEE root, and the AVX-512 variant reproduces it
+(``_kernels/_fmath.pxi``), so that the optimizers with a square root give torch's bits there.
 
 ``FASTOPTIM_KERNELS=baseline|x86_64_v3|x86_64_v4`` forces a variant (tests use it to check that all
-variants agree).
+variants agree); ``FASTOPTIM_SQRT=ieee`` keeps the IEEE square root everywhere (``torch``, the
+default, takes torch's where this CPU and variant can reproduce it).
 """
+import contextlib
 import importlib
 import os
 
@@ -53,4 +58,27 @@ def _load():
         "checkout, or unset FASTOPTIM_KERNELS.")
 
 
+def _sqrt_mode():
+    mode = os.environ.get("FASTOPTIM_SQRT", "").strip().lower() or "torch"
+    if mode not in ("torch", "ieee"):
+        raise ValueError(f"FASTOPTIM_SQRT must be 'torch' (the default: torch's square root where this "
+                         f"CPU can reproduce it) or 'ieee' (the correctly rounded one), got {mode!r}")
+    return mode
+
+
 VARIANT, kernels = _load()
+#: whether the element loops take torch's (MKL's) square root rather than the IEEE one
+TORCH_SQRT = kernels._set_torch_sqrt(_sqrt_mode() == "torch" and kernels._torch_sqrt_available())
+
+
+@contextlib.contextmanager
+def ieee_sqrt():
+    """The IEEE square root in the element loops inside the block, whatever ``TORCH_SQRT`` says
+    (the tests' NumPy references and golden data, and the parity report, compare with it)."""
+    global TORCH_SQRT
+    saved = TORCH_SQRT
+    TORCH_SQRT = kernels._set_torch_sqrt(False)
+    try:
+        yield
+    finally:
+        TORCH_SQRT = kernels._set_torch_sqrt(saved)

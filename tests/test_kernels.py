@@ -10,7 +10,7 @@ import pytest
 
 import fastoptim as fo
 from fastoptim import functional as F
-from fastoptim._dispatch import kernels
+from fastoptim._dispatch import ieee_sqrt, kernels
 from fastoptim.optim.registry import OPTIMIZERS
 
 from reference import adam_step, bits, sgd_step
@@ -79,6 +79,11 @@ def test_sgd_matches_reference(threads, dtype, size, readonly, nlist):
 
 @pytest.mark.parametrize("dtype,size,readonly,nlist", list(_cases()))
 def test_adam_matches_reference(threads, dtype, size, readonly, nlist):
+    with ieee_sqrt():       # the reference takes NumPy's (IEEE) square root
+        _check_adam_against_reference(dtype, size, readonly, nlist)
+
+
+def _check_adam_against_reference(dtype, size, readonly, nlist):
     rng = np.random.default_rng(1000 + size + nlist)
     sizes = [size] + [max(0, size // (k + 2) + k) for k in range(nlist - 1)]
     configs = ADAM_CONFIGS if size < 10**6 else ADAM_CONFIGS[2:4]
@@ -383,7 +388,9 @@ def _available_variants():
 @pytest.mark.parametrize("variant", _available_variants())
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_kernel_variant_matches_the_reference(variant, dtype):
-    assert _run_python(_VARIANT_CHECK.format(dtype=dtype), FASTOPTIM_KERNELS=variant) == variant
+    # the IEEE square root: the variants' one difference is torch's square root, on AVX-512 only
+    assert _run_python(_VARIANT_CHECK.format(dtype=dtype), FASTOPTIM_KERNELS=variant,
+                       FASTOPTIM_SQRT="ieee") == variant
 
 
 def test_show_config_and_cli(capsys):
@@ -419,3 +426,61 @@ def test_overlap_detection_agrees_with_brute_force(seed):
         assert not buf.any()
     else:
         F.sgd(params, grads, [None] * n, **SGD_KW)
+
+
+def _sqrt_inputs(dtype, n=1 << 20):
+    """Random bit patterns over every positive finite value (subnormals included), random values
+    of the sizes optimizers take roots of, and the special values."""
+    rng = np.random.default_rng(11)
+    uint, top = (np.uint32, 0x7F800000) if dtype == np.float32 else (np.uint64, 0x7FF0000000000000)
+    bits_ = rng.integers(0, top, n, dtype=uint).view(dtype)
+    small = np.ldexp(rng.random(n // 4), rng.integers(-160, 10, n // 4)).astype(dtype)
+    tiny = np.arange(1, 4097, dtype=uint).view(dtype)       # the smallest subnormals
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, -1e-30, 1.0, 4.0, 2.0,
+                        np.finfo(dtype).max, np.finfo(dtype).tiny], dtype)
+    return np.concatenate([bits_, small, tiny, special])
+
+
+def _same_bits(a, b):
+    nan = np.isnan(a)
+    return np.array_equal(nan, np.isnan(b)) and np.array_equal(bits(a[~nan]), bits(b[~nan]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_square_root_is_torchs_or_ieee(dtype):
+    """The element loops' square root: torch's, bit for bit, where fastoptim claims it (an Intel
+    CPU with AVX-512, the AVX-512 kernels), else the IEEE one; inside ``ieee_sqrt`` always IEEE."""
+    from fastoptim import _dispatch
+
+    x = _sqrt_inputs(dtype)
+    out = np.empty_like(x)
+    with np.errstate(invalid="ignore"):
+        ieee = np.sqrt(x)
+    kernels._sqrt_into(out, x)
+    if _dispatch.TORCH_SQRT:
+        torch = pytest.importorskip("torch")
+        assert _same_bits(out, torch.from_numpy(x).sqrt().numpy())
+        assert not _same_bits(out, ieee)        # torch's is not the IEEE root (about 0.7 % differ)
+    else:
+        assert _same_bits(out, ieee)
+    with _dispatch.ieee_sqrt():
+        kernels._sqrt_into(out, x)
+        assert _same_bits(out, ieee) and not _dispatch.TORCH_SQRT
+    assert _dispatch.TORCH_SQRT == kernels._set_torch_sqrt(_dispatch.TORCH_SQRT)   # restored
+
+
+def test_torch_square_root_taken_where_it_is_reproduced():
+    """On an Intel CPU with AVX-512 (where torch runs MKL's AVX-512 square root) the AVX-512
+    kernels take torch's unless FASTOPTIM_SQRT=ieee; a wrong value of the variable is refused."""
+    from fastoptim import _dispatch
+
+    claimed = _dispatch.VARIANT == "x86_64_v4" and kernels._torch_sqrt_available()
+    if os.environ.get("FASTOPTIM_SQRT", "").strip().lower() != "ieee":
+        assert _dispatch.TORCH_SQRT == claimed
+    code = "import fastoptim as fo; from fastoptim import _dispatch; print(_dispatch.TORCH_SQRT, fo._config.config_dict()['sqrt'])"
+    assert _run_python(code, FASTOPTIM_SQRT="ieee") == "False IEEE (correctly rounded)"
+    if claimed:
+        assert _run_python(code, FASTOPTIM_SQRT="torch").startswith("True torch's")
+    bad = subprocess.run([sys.executable, "-c", "import fastoptim"], capture_output=True, text=True,
+                         env=dict(os.environ, FASTOPTIM_SQRT="fast"), timeout=120)
+    assert bad.returncode != 0 and "FASTOPTIM_SQRT must be 'torch'" in bad.stderr and "'fast'" in bad.stderr

@@ -4,8 +4,10 @@ torch, against golden data recorded from it: tests/golden/make_elementwise_golde
 
 fastoptim runs torch 2.13's CPU single-tensor op order, rounding for rounding. Each case runs
 fastoptim's functional form and torch's functional forms from the same start on the same gradients
-and must be bitwise equal to torch's single-tensor path; where the update takes the square root of
-an array, to that path with the correctly rounded square root (torch's own is not; ``ieee_sqrt``).
+and must be bitwise equal to torch's single-tensor path. Where the update takes the square root of
+an array that holds where fastoptim takes torch's square root (an Intel CPU with AVX-512:
+``fastoptim._dispatch.TORCH_SQRT``); with the IEEE square root (elsewhere, or FASTOPTIM_SQRT=ieee)
+it is compared with that path given the IEEE square root too (torch's own is not; ``ieee_sqrt``).
 ``python tests/test_kernels_elementwise.py [name ...]`` prints the deviation from live torch's
 single-tensor path next to the deviation of torch's foreach path from it.
 """
@@ -18,6 +20,7 @@ import pytest
 
 import fastoptim as fo
 from fastoptim import functional as F
+from fastoptim import _dispatch
 from fastoptim._dispatch import kernels
 
 from reference import ulp_distance
@@ -265,23 +268,31 @@ def deviation(a, b):
 
 
 def golden_runs(case):
-    """The torch run the golden data and the bitwise test compare with."""
-    return ("ieee",) if case.sqrt else ("single",)
+    """The torch run the golden data and the bitwise test compare with: its single-tensor path,
+    given the IEEE square root where the update takes one and fastoptim takes the IEEE one."""
+    return ("ieee",) if case.sqrt and not _dispatch.TORCH_SQRT else ("single",)
+
+
+SQRT_MODES = {"default": contextlib.nullcontext, "ieee": _dispatch.ieee_sqrt}
 
 
 @needs_torch
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("seed", range(4))
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_bitwise_equal_to_torch_single_tensor_path(name, seed, dtype):
-    """Bitwise equal to torch's single-tensor path op for op, over 150 steps; where the update takes
-    a square root, to that path with the IEEE square root (see ``ieee_sqrt``): then the only
-    difference from live torch is its square root, never the order or fusion of an operation."""
+@pytest.mark.parametrize("name,sqrt", [(name, mode) for name in sorted(CASES) for mode in sorted(SQRT_MODES)
+                                       if mode == "default" or (CASES[name].sqrt and _dispatch.TORCH_SQRT)])
+def test_bitwise_equal_to_torch_single_tensor_path(name, sqrt, seed, dtype):
+    """Bitwise equal to torch's single-tensor path op for op, over 150 steps: live torch where
+    fastoptim takes torch's square root (``default`` on an Intel CPU with AVX-512), else, where the
+    update takes a square root, that path with the IEEE square root on both sides (see
+    ``ieee_sqrt``): then the square root is the only difference, never the order or fusion of an
+    operation."""
     case = CASES[name]
-    runs = golden_runs(case)
-    out, cfg = run_case(case, seed, dtype, torch_runs=runs)
+    with SQRT_MODES[sqrt]():
+        runs = golden_runs(case)
+        out, cfg = run_case(case, seed, dtype, torch_runs=runs)
     mism, total, worst, _ = deviation(out["fo"], out[runs[0]])
-    assert mism == 0, (cfg, mism, total, worst)
+    assert mism == 0, (cfg, runs, mism, total, worst)
 
 
 @needs_torch
@@ -305,9 +316,10 @@ def test_special_values_like_torch(name, dtype):
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_bitwise(name, seed, dtype):
     """Without torch: the trajectories recorded from torch's single-tensor path (with the IEEE
-    square root where the update takes one), replayed from the same seeds."""
+    square root where the update takes one), replayed from the same seeds with the IEEE root."""
     golden = np.load(GOLDEN_PATH)
-    out, cfg = run_case(CASES[name], seed, dtype, torch_runs=(), **GOLDEN)
+    with _dispatch.ieee_sqrt():
+        out, cfg = run_case(CASES[name], seed, dtype, torch_runs=(), **GOLDEN)
     key = f"{name}/{np.dtype(dtype).name}/{seed}"
     assert len(out["fo"]) == len([k for k in golden.files if k.startswith(key + "/")])
     for j, a in enumerate(out["fo"]):
