@@ -2,7 +2,8 @@
 
 The optimizer steps run as compiled Cython loops over all of a parameter group's arrays at once,
 parallelised with OpenMP; the Python classes give the ``torch.optim`` API (param groups, state,
-hooks, ``state_dict``) and the same numbers (SGD bit for bit, Adam/AdamW to the last bit of sqrt).
+hooks, ``state_dict``) and the same numbers (SGD bit for bit; Adam/AdamW too on Intel CPUs with
+AVX-512, elsewhere to the last bit of sqrt).
 """
 from fastoptim._version import __version__
 from fastoptim._config import get_num_threads, set_num_threads, show_config

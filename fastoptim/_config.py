@@ -128,7 +128,8 @@ def config_dict():
         "num_threads": get_num_threads(),
         "num_procs": _runtime.num_procs(),
         "kernel_variant": VARIANT,
-        "sqrt": "torch's (MKL's AVX-512 vsSqrt/vdSqrt)" if TORCH_SQRT else "IEEE (correctly rounded)",
+        "sqrt": "torch's (MKL's AVX-512 vsSqrt/vdSqrt)" if TORCH_SQRT
+        else "IEEE (correctly rounded)",
         "min_elements_per_thread": kernels.get_min_elements_per_thread(),
         "compiler": BUILD_CONFIG.get("compiler_version", BUILD_CONFIG.get("compiler", "unknown")),
         "cflags": BUILD_CONFIG.get("kernel_variants", {}).get(VARIANT, BUILD_CONFIG.get("cflags", "unknown")),
@@ -137,7 +138,10 @@ def config_dict():
 
 
 def show_config(file=None):
-    """Print the version, OpenMP, threads, compiler flags and NumPy version.
+    """Print the version, OpenMP, threads, compiler flags, NumPy version and square root.
+
+    The ``sqrt`` line says which square root the kernels take: torch's (MKL's) on an Intel CPU
+    with AVX-512, else (or with ``FASTOPTIM_SQRT=ieee``) the IEEE one; see :doc:`/numerics`.
 
     Parameters
     ----------

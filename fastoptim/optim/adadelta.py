@@ -75,8 +75,9 @@ class Adadelta(Optimizer):
     and weight decay :math:`\lambda`; :math:`v_0 = u_0 = 0`. As in torch, and unlike the paper
     (which has no learning rate), the update is scaled by :math:`\gamma` (default 1.0, the
     paper's algorithm). Every elementwise operation rounds like torch's CPU kernels, so the
-    results differ from torch's only where torch's MKL square root is 1 ulp off the correctly
-    rounded one.
+    results are torch's bit for bit on an Intel CPU with AVX-512, where torch's MKL square root is
+    reproduced, and elsewhere differ only where that square root is 1 ulp off the correctly
+    rounded one used there (:doc:`/numerics`).
 
     Parameters
     ----------

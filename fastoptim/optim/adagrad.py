@@ -75,8 +75,9 @@ class Adagrad(Optimizer):
     gradient. As in torch, and unlike the paper, the learning rate decays as
     :math:`1/(1 + (t-1)\eta)` and :math:`\epsilon` is added after the square root. The decayed
     learning rate is computed in double precision like torch's, and every elementwise operation
-    rounds like torch's CPU kernels, so the results differ from torch's only where torch's MKL
-    square root is 1 ulp off the correctly rounded one.
+    rounds like torch's CPU kernels, so the results are torch's bit for bit on an Intel CPU with
+    AVX-512, where torch's MKL square root is reproduced, and elsewhere differ only where that
+    square root is 1 ulp off the correctly rounded one used there (:doc:`/numerics`).
 
     Parameters
     ----------

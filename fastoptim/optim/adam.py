@@ -59,8 +59,10 @@ def adam(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, *, 
 
     As in torch (and unlike the paper), :math:`\epsilon` is added after dividing by
     :math:`\sqrt{1-\beta_2^t}`, and the first-moment bias correction lives in the step size.
-    Rounding follows torch 2.13's CPU path op by op; results differ from torch only where torch's
-    (MKL, not correctly rounded) ``sqrt`` is one ulp below the IEEE square root used here.
+    Rounding follows torch 2.13's CPU path op by op; results are torch's bit for bit on an Intel
+    CPU with AVX-512, where torch's (MKL, not correctly rounded) ``sqrt`` is reproduced, and
+    elsewhere differ only where it is one ulp off the IEEE square root used there
+    (:doc:`/numerics`).
 
     Parameters
     ----------
@@ -149,8 +151,9 @@ class Adam(Optimizer):
     :math:`m_t` and :math:`v_t` by them elementwise) and :math:`\epsilon` is added after the
     division by :math:`\sqrt{1 - \beta_2^t}`, not to :math:`\sqrt{\hat v_t}`. The scalars are
     computed in double precision with C ``pow`` like torch's, and every elementwise operation
-    rounds like torch's CPU kernels, so the results differ from torch's only where torch's MKL
-    square root is 1 ulp off the correctly rounded one.
+    rounds like torch's CPU kernels, so the results are torch's bit for bit on an Intel CPU with
+    AVX-512, where torch's MKL square root is reproduced, and elsewhere differ only where that
+    square root is 1 ulp off the correctly rounded one used there (:doc:`/numerics`).
 
     Parameters
     ----------

@@ -101,7 +101,9 @@ class NAdam(Optimizer):
     :math:`P_t` is a 0-d float32 array, multiplied in float32 (torch's 0-d tensor of its
     default dtype), :math:`\epsilon` is added after the square root, and the decoupled option
     (NAdamW) is torch's, not the paper's. Every elementwise operation rounds like torch's CPU
-    single-tensor path, so the results differ from torch's only where its square root differs.
+    single-tensor path, so the results are torch's bit for bit on an Intel CPU with AVX-512, where
+    torch's square root is reproduced, and elsewhere differ only where its square root differs
+    from the correctly rounded one used there (:doc:`/numerics`).
 
     Parameters
     ----------

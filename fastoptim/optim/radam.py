@@ -95,7 +95,9 @@ class RAdam(Optimizer):
     the steps in which *this* parameter had a gradient. As in torch, and unlike the paper,
     :math:`\epsilon` is added to :math:`\sqrt{v_t}` (the paper has none) and the threshold is
     :math:`\rho_t > 5` (the paper's is 4). Every elementwise operation rounds like torch's CPU
-    single-tensor path, so the results differ from torch's only where its square root differs.
+    single-tensor path, so the results are torch's bit for bit on an Intel CPU with AVX-512, where
+    torch's square root is reproduced, and elsewhere differ only where its square root differs
+    from the correctly rounded one used there (:doc:`/numerics`).
 
     Parameters
     ----------

@@ -95,8 +95,10 @@ class RMSprop(Optimizer):
     :math:`v_0 = \bar g_0 = b_0 = 0`. As in torch, and unlike Hinton's lecture notes,
     :math:`\epsilon` is added after the square root, the momentum buffer accumulates the scaled
     gradient (the learning rate multiplies it afterwards), and :math:`\bar g_t` is updated with
-    ``lerp``. Every elementwise operation rounds like torch's CPU kernels, so the results differ
-    from torch's only where torch's MKL square root is 1 ulp off the correctly rounded one.
+    ``lerp``. Every elementwise operation rounds like torch's CPU kernels, so the results are
+    torch's bit for bit on an Intel CPU with AVX-512, where torch's MKL square root is reproduced,
+    and elsewhere differ only where that square root is 1 ulp off the correctly rounded one used
+    there (:doc:`/numerics`).
 
     Parameters
     ----------
