@@ -684,22 +684,8 @@ def running_mean(list averaged, list current, double count):
 # Another BLAS or CPU family may sum differently; tests/test_train_optimizers.py checks these
 # orders against the installed torch before it holds LBFGS to the tight bounds.
 
-cdef extern from *:
-    """
-    /* Whether MKL would take its AVX-512 code path here: an Intel CPU with AVX-512F (on AMD CPUs,
-       AVX-512 or not, it runs the generic path). */
-    static int fastoptim_mkl_avx512_path(void) {
-    #if defined(__x86_64__) && defined(__GNUC__)
-        __builtin_cpu_init();
-        return __builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f");
-    #else
-        return 0;
-    #endif
-    }
-    """
-    int fastoptim_mkl_avx512_path() noexcept nogil
-
-cdef bint _MKL_AVX512 = fastoptim_mkl_avx512_path()
+# whether MKL takes its AVX-512 path here (_kernels/_fmath.pxi, shared with the square root)
+cdef bint _MKL_AVX512 = fo_mkl_avx512_cpu()
 
 
 cdef double _mkl_ddot_avx512(const double* x, const double* y, Py_ssize_t n) noexcept nogil:

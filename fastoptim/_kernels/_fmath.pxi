@@ -27,21 +27,28 @@ cdef inline floating _fma(floating a, floating b, floating c) noexcept nogil:
 # positive float32 inputs (docs/numerics.rst). gcc calls the 8- and 16-lane routines from the
 # vectorised loops (``simd`` declarations, the x86-64 vector function ABI) and the scalar one in
 # the loops' remainders. It is compiled only into the AVX-512 kernels (gcc) and used only where MKL
-# takes that routine, an Intel CPU (``fo_tsqrt_active``, set at import); everywhere else, and with
-# FASTOPTIM_SQRT=ieee, ``_sqrt`` is the correctly rounded IEEE root.
+# takes that routine, an Intel CPU (``fo_mkl_avx512_cpu``; switched on at import by _dispatch.py);
+# everywhere else, and with FASTOPTIM_SQRT=ieee, ``_sqrt`` is the correctly rounded IEEE root.
 cdef extern from *:
     """
     #include <math.h>
+    /* Whether MKL takes its AVX-512 code paths here (the square root below, the dot products of
+       _train_kernels_impl.pxi): an Intel CPU with AVX-512F; on AMD CPUs, AVX-512 or not, it runs
+       others. Asked of the CPU, whatever the variant was compiled for. */
+    static int fo_mkl_avx512_cpu(void) {
+    #if defined(__x86_64__) && defined(__GNUC__)
+        __builtin_cpu_init();
+        return __builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f");
+    #else
+        return 0;
+    #endif
+    }
     #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__AVX512F__) \
         && defined(__AVX512DQ__) && defined(__AVX512VL__)
     #include <immintrin.h>
     #define FO_TSQRT_BUILT 1
     #define FO_HIDDEN __attribute__((visibility("hidden")))
     static int fo_tsqrt_on = 0;
-    static int fo_tsqrt_cpu(void) {
-        __builtin_cpu_init();
-        return __builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f");
-    }
     FO_HIDDEN float fo_tsqrtf(float) __attribute__((simd("notinbranch"), const, nothrow));
     FO_HIDDEN double fo_tsqrtd(double) __attribute__((simd("notinbranch"), const, nothrow));
     /* the scalar routines: the same operations on lane 0 (rsqrt14ss is rsqrt14ps's lane) */
@@ -101,14 +108,13 @@ cdef extern from *:
     #else
     #define FO_TSQRT_BUILT 0
     static int fo_tsqrt_on = 0;
-    static int fo_tsqrt_cpu(void) { return 0; }
     static inline float fo_tsqrtf(float x) { return sqrtf(x); }
     static inline double fo_tsqrtd(double x) { return sqrt(x); }
     #endif
     static int fo_tsqrt_set(int on) { fo_tsqrt_on = FO_TSQRT_BUILT && on; return fo_tsqrt_on; }
     """
     int FO_TSQRT_BUILT
-    int fo_tsqrt_cpu() noexcept nogil
+    int fo_mkl_avx512_cpu() noexcept nogil
     int fo_tsqrt_set(int on) noexcept nogil
     float fo_tsqrtf(float x) noexcept nogil
     double fo_tsqrtd(double x) noexcept nogil
@@ -124,7 +130,7 @@ cdef inline floating _sqrt(floating x) noexcept nogil:
 
 def _torch_sqrt_available():
     """Whether this module has MKL's AVX-512 square root and the CPU is one where torch runs it."""
-    return bool(FO_TSQRT_BUILT and fo_tsqrt_cpu())
+    return bool(FO_TSQRT_BUILT and fo_mkl_avx512_cpu())
 
 
 def _sqrt_into(floating[::1] out, const floating[::1] x):
