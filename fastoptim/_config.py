@@ -117,6 +117,7 @@ def set_num_threads(n):
 
 def config_dict():
     """Everything :func:`show_config` prints, as a dict."""
+    from fastoptim import _dispatch
     from fastoptim._dispatch import TORCH_SQRT, kernels
 
     return {
@@ -130,6 +131,8 @@ def config_dict():
         "kernel_variant": VARIANT,
         "sqrt": "torch's (MKL's AVX-512 vsSqrt/vdSqrt)" if TORCH_SQRT
         else "IEEE (correctly rounded)",
+        "prefetch": "on (software prefetch in the element loops)" if _dispatch.PREFETCH
+        else "off (FASTOPTIM_PREFETCH=off)",
         "min_elements_per_thread": kernels.get_min_elements_per_thread(),
         "compiler": BUILD_CONFIG.get("compiler_version", BUILD_CONFIG.get("compiler", "unknown")),
         "cflags": BUILD_CONFIG.get("kernel_variants", {}).get(VARIANT, BUILD_CONFIG.get("cflags", "unknown")),
@@ -138,10 +141,12 @@ def config_dict():
 
 
 def show_config(file=None):
-    """Print the version, OpenMP, threads, compiler flags, NumPy version and square root.
+    """Print the version, OpenMP, threads, compiler flags, NumPy version, square root and prefetch.
 
     The ``sqrt`` line says which square root the kernels take: torch's (MKL's) on an Intel CPU
-    with AVX-512, else (or with ``FASTOPTIM_SQRT=ieee``) the IEEE one; see :doc:`/numerics`.
+    with AVX-512, else (or with ``FASTOPTIM_SQRT=ieee``) the IEEE one; see :doc:`/numerics`. The
+    ``prefetch`` line says whether the element loops prefetch ahead (``FASTOPTIM_PREFETCH``; see
+    :doc:`/performance`).
 
     Parameters
     ----------

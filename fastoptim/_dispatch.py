@@ -11,16 +11,20 @@ slower). The square root is the one choice made here: on an Intel CPU with AVX-5
 
 ``FASTOPTIM_KERNELS=baseline|x86_64_v3|x86_64_v4`` forces a variant (tests use it to check that all
 variants agree); ``FASTOPTIM_SQRT=ieee`` keeps the IEEE square root everywhere (``torch``, the
-default, takes torch's where this CPU and variant can reproduce it).
+default, takes torch's where this CPU and variant can reproduce it). ``FASTOPTIM_PREFETCH=off``
+switches off the element loops' software prefetch (``_kernels/_prefetch.pxi``; ``on`` is the
+default), which changes speed only, never a result.
 """
 import contextlib
 import importlib
 import os
+import sys
 
 from fastoptim import _runtime
 
 _V3 = ("avx2", "fma", "bmi2")
 _V4 = _V3 + ("avx512f", "avx512dq", "avx512bw", "avx512vl")
+_VARIANTS = ("x86_64_v4", "x86_64_v3", "baseline")
 
 
 def _supported(level, features):
@@ -66,7 +70,32 @@ def _sqrt_mode():
     return mode
 
 
+def _prefetch_mode():
+    mode = os.environ.get("FASTOPTIM_PREFETCH", "").strip().lower() or "on"
+    if mode not in ("on", "off"):
+        raise ValueError(f"FASTOPTIM_PREFETCH must be 'on' (the default: software prefetch in the "
+                         f"element loops) or 'off', got {mode!r}")
+    return mode == "on"
+
+
 VARIANT, kernels = _load()
+#: whether the element loops prefetch ahead (every compiled module alike; ``set_prefetch``)
+PREFETCH = kernels._set_prefetch(_prefetch_mode())
+_PREFETCH_MODULES = ("fastoptim._kernels_", "fastoptim._train_kernels_", "fastoptim._stream_kernels_")
+
+
+def set_prefetch(on):
+    """Software prefetch on or off in the element loops of every loaded compiled module (the
+    optimizer kernels, the training utilities and the benchmark's bound, which must prefetch
+    alike); the modules loaded later follow ``PREFETCH``. Returns the previous setting."""
+    global PREFETCH
+    previous, PREFETCH = PREFETCH, bool(on)
+    for prefix in _PREFETCH_MODULES:
+        for variant in _VARIANTS:
+            module = sys.modules.get(prefix + variant)
+            if module is not None:
+                module._set_prefetch(PREFETCH)
+    return previous
 #: whether the element loops take torch's (MKL's) square root rather than the IEEE one
 TORCH_SQRT = kernels._set_torch_sqrt(_sqrt_mode() == "torch" and kernels._torch_sqrt_available())
 

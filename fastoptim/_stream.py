@@ -7,8 +7,11 @@ kernel could look faster than the "bound": so the copy imported here is the one 
 """
 import importlib
 
+from fastoptim import _dispatch
 from fastoptim._dispatch import VARIANT
 
-StreamPlan = importlib.import_module(f"fastoptim._stream_kernels_{VARIANT}").StreamPlan
+_impl = importlib.import_module(f"fastoptim._stream_kernels_{VARIANT}")
+_impl._set_prefetch(_dispatch.PREFETCH)   # as the optimizer loops (_dispatch.set_prefetch)
+StreamPlan = _impl.StreamPlan
 
 __all__ = ["StreamPlan", "VARIANT"]

@@ -27,43 +27,69 @@ cimport numpy as cnp
 
 from fastoptim._kernels._plan cimport share_bound as _bound   # shares start on a cache line
 
+include "_kernels/_prefetch.pxi"   # fo_pf: the optimizer loops' software prefetch
+
 import numpy as np
 
 cnp.import_array()
 
 
 cdef inline void _rw3(floating* a0, floating* a1, const floating* a2, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, _blk = 0, _end
     cdef floating s
     cdef floating scale = <floating>(1.0 / 3.0)
-    for i in range(n):
-        s = (a0[i] + a1[i] + a2[i]) * scale
-        a0[i] = s
-        a1[i] = s
+    while _blk < n:                   # blocks with software prefetch, as the optimizer loops
+        _end = _blk + FO_PF_BLOCK if _blk + FO_PF_BLOCK < n else n
+        if fo_pf_on and _blk + FO_PF_AHEAD + FO_PF_BLOCK <= n:
+            fo_pf(a0, _blk, sizeof(floating))
+            fo_pf(a1, _blk, sizeof(floating))
+            fo_pf(a2, _blk, sizeof(floating))
+        for i in range(_blk, _end):
+            s = (a0[i] + a1[i] + a2[i]) * scale
+            a0[i] = s
+            a1[i] = s
+        _blk = _end
 
 
 cdef inline void _rw4(floating* a0, floating* a1, floating* a2, const floating* a3,
                       Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, _blk = 0, _end
     cdef floating s
-    for i in range(n):
-        s = (a0[i] + a1[i] + a2[i] + a3[i]) * <floating>0.25
-        a0[i] = s
-        a1[i] = s
-        a2[i] = s
+    while _blk < n:
+        _end = _blk + FO_PF_BLOCK if _blk + FO_PF_BLOCK < n else n
+        if fo_pf_on and _blk + FO_PF_AHEAD + FO_PF_BLOCK <= n:
+            fo_pf(a0, _blk, sizeof(floating))
+            fo_pf(a1, _blk, sizeof(floating))
+            fo_pf(a2, _blk, sizeof(floating))
+            fo_pf(a3, _blk, sizeof(floating))
+        for i in range(_blk, _end):
+            s = (a0[i] + a1[i] + a2[i] + a3[i]) * <floating>0.25
+            a0[i] = s
+            a1[i] = s
+            a2[i] = s
+        _blk = _end
 
 
 cdef inline void _rw5(floating* a0, floating* a1, floating* a2, floating* a3, const floating* a4,
                       Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
+    cdef Py_ssize_t i, _blk = 0, _end
     cdef floating s
     cdef floating scale = <floating>0.2
-    for i in range(n):
-        s = (a0[i] + a1[i] + a2[i] + a3[i] + a4[i]) * scale
-        a0[i] = s
-        a1[i] = s
-        a2[i] = s
-        a3[i] = s
+    while _blk < n:
+        _end = _blk + FO_PF_BLOCK if _blk + FO_PF_BLOCK < n else n
+        if fo_pf_on and _blk + FO_PF_AHEAD + FO_PF_BLOCK <= n:
+            fo_pf(a0, _blk, sizeof(floating))
+            fo_pf(a1, _blk, sizeof(floating))
+            fo_pf(a2, _blk, sizeof(floating))
+            fo_pf(a3, _blk, sizeof(floating))
+            fo_pf(a4, _blk, sizeof(floating))
+        for i in range(_blk, _end):
+            s = (a0[i] + a1[i] + a2[i] + a3[i] + a4[i]) * scale
+            a0[i] = s
+            a1[i] = s
+            a2[i] = s
+            a3[i] = s
+        _blk = _end
 
 
 cdef void _segment(floating** p, int k, Py_ssize_t a, Py_ssize_t n) noexcept nogil:

@@ -7,12 +7,14 @@ bits).
 """
 import importlib
 
+from fastoptim import _dispatch
 from fastoptim._dispatch import VARIANT
 
 try:
     _impl = importlib.import_module(f"fastoptim._train_kernels_{VARIANT}")
 except ImportError:  # a build with the baseline variant only
     _impl = importlib.import_module("fastoptim._train_kernels_baseline")
+_impl._set_prefetch(_dispatch.PREFETCH)   # as the optimizer loops (_dispatch.set_prefetch)
 
 # The loaded variant's entry points, as names of this module.
 __all__ = ["norm_kind", "array_norms", "vector_norm", "grads_of", "total_norm", "scale", "clamp",

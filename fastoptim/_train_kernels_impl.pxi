@@ -86,6 +86,7 @@ def norm_kind(double p):
 # --------------------------------------------------------------------------------------------------
 
 include "_kernels/_fmath.pxi"   # _fma, _sqrt, _abs, _pow
+include "_kernels/_prefetch.pxi"   # fo_pf, FO_PF_BLOCK, FO_PF_AHEAD
 
 
 cdef extern from *:
@@ -423,6 +424,20 @@ cdef inline floating _clamp_max(floating x, floating hi) noexcept nogil:
 
 cdef void _elementwise(floating* x, const floating* y, Py_ssize_t n, int op, floating a,
                        floating b) noexcept nogil:
+    # in blocks with software prefetch (_kernels/_prefetch.pxi), as the optimizer loops
+    cdef Py_ssize_t blk = 0, end
+    while blk < n:
+        end = blk + FO_PF_BLOCK if blk + FO_PF_BLOCK < n else n
+        if fo_pf_on and blk + FO_PF_AHEAD + FO_PF_BLOCK <= n:
+            fo_pf(x, blk, sizeof(floating))
+            if y != NULL:
+                fo_pf(y, blk, sizeof(floating))
+        _elementwise_block(x + blk, y + blk if y != NULL else NULL, end - blk, op, a, b)
+        blk = end
+
+
+cdef inline void _elementwise_block(floating* x, const floating* y, Py_ssize_t n, int op, floating a,
+                                    floating b) noexcept nogil:
     cdef Py_ssize_t i
     if op == OP_MUL:
         for i in range(n):

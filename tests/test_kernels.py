@@ -484,3 +484,73 @@ def test_torch_square_root_taken_where_it_is_reproduced():
     bad = subprocess.run([sys.executable, "-c", "import fastoptim"], capture_output=True, text=True,
                          env=dict(os.environ, FASTOPTIM_SQRT="fast"), timeout=120)
     assert bad.returncode != 0 and "FASTOPTIM_SQRT must be 'torch'" in bad.stderr and "'fast'" in bad.stderr
+
+
+def _prefetch_run(info, config, dtype, state_dtype=None, fused=False, steps=4):
+    """``steps`` steps of ``config`` on arrays long enough to prefetch (more than
+    FO_PF_AHEAD + FO_PF_BLOCK = 1088 elements) with tails that do not fill a block, two threads;
+    ``fused``: clip + step + EMA in one pass. Returns every param, state array and EMA array."""
+    rng = np.random.default_rng(7)
+    params = [fo.Parameter(rng.standard_normal(n).astype(dtype)) for n in (70_001, 1_200, 63)]
+    extra = {"state_dtype": state_dtype} if state_dtype else {}
+    opt = config.make(params, **extra)
+    ema = fo.swa_utils.AveragedModel(params, multi_avg_fn=fo.swa_utils.get_ema_multi_avg_fn(0.9),
+                                     **({"fused_with": opt} if fused else {}))
+    for _ in range(steps):
+        for p in params:
+            p.grad = rng.standard_normal(p.shape).astype(dtype)
+        fo.clip_grad_norm_(params, 50.0, **({"fused_with": opt} if fused else {}))
+        opt.step()
+        if not fused:
+            ema.update_parameters(params)
+    state = [v for p in params for v in opt.state[p].values() if isinstance(v, np.ndarray)]
+    return [np.asarray(a) for a in params + state + list(ema.averaged)]
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_prefetch_changes_no_bit(name):
+    """Software prefetch (``_kernels/_prefetch.pxi``, on by default) changes speed only: with it
+    off every param, state array and EMA is bitwise the same, for every configuration of the
+    registry, float32 and float64, the fused pass and bfloat16 state; ``set_prefetch`` switches
+    the optimizer kernels, the training utilities and the bandwidth bound alike."""
+    from fastoptim import _dispatch, _stream, _train_kernels
+
+    info = OPTIMIZERS[name]
+    threads = fo.get_num_threads()
+    fo.set_num_threads(2)
+    runs = []
+    try:
+        for on in (True, False):
+            previous = _dispatch.set_prefetch(on)
+            try:
+                assert _dispatch.PREFETCH is on
+                for module in (kernels, _stream._impl, _train_kernels._impl):
+                    assert module._set_prefetch() is on
+                out = []
+                for config in info.configs:
+                    for dtype in (np.float32, np.float64):
+                        out += _prefetch_run(info, config, dtype)
+                    out += _prefetch_run(info, config, np.float32, fused=True)
+                out += _prefetch_run(info, info.configs[0], np.float32, state_dtype="bfloat16")
+                runs.append(out)
+            finally:
+                _dispatch.set_prefetch(previous)
+    finally:
+        fo.set_num_threads(threads)
+    assert len(runs[0]) == len(runs[1]) > 0
+    for a, b in zip(*runs):
+        assert a.dtype == b.dtype and _same_bits(a.astype(np.float64).ravel(), b.astype(np.float64).ravel())
+
+
+def test_prefetch_environment_variable():
+    """``FASTOPTIM_PREFETCH=off`` switches the prefetch off in every module (show_config says
+    so); a wrong value is refused at import, naming the variable."""
+    code = ("import fastoptim as fo; from fastoptim import _dispatch, _stream, _train_kernels; "
+            "from fastoptim._dispatch import kernels; "
+            "print(_dispatch.PREFETCH, fo._config.config_dict()['prefetch'].split()[0], "
+            "kernels._set_prefetch(), _stream._impl._set_prefetch(), _train_kernels._impl._set_prefetch())")
+    assert _run_python(code, FASTOPTIM_PREFETCH="off") == "False off False False False"
+    assert _run_python(code, FASTOPTIM_PREFETCH="on") == "True on True True True"
+    bad = subprocess.run([sys.executable, "-c", "import fastoptim"], capture_output=True, text=True,
+                         env=dict(os.environ, FASTOPTIM_PREFETCH="yes"), timeout=120)
+    assert bad.returncode != 0 and "FASTOPTIM_PREFETCH must be 'on'" in bad.stderr and "'yes'" in bad.stderr

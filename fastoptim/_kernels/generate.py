@@ -121,27 +121,57 @@ class KernelView:
         self.flags += list(FUSED_FLAGS)
 
     # -- the element loop and its specialisations ------------------------------------------------
-    def loop_params(self):
+    def loop_params(self, lo=False):
+        """The segment function's parameters (``lo``: the element loop's, which starts at ``_lo``)."""
         ptrs = [f"floating* {p}" for p in self.spec.pointers]
         scal = [f"floating {c}" for c in self.consts + self.per_array]
         flags = [f"{_ctype(f)} {f.name}" for f in self.flags]
-        return ", ".join(["floating* p", "const floating* g", "floating* ema"] + ptrs + ["Py_ssize_t n"] + scal + flags)
+        count = ["Py_ssize_t _lo", "Py_ssize_t n"] if lo else ["Py_ssize_t n"]
+        return ", ".join(["floating* p", "const floating* g", "floating* ema"] + ptrs + count + scal + flags)
 
-    def loop_args(self):
-        return ", ".join(["p", "g", "ema"] + list(self.spec.pointers) + ["n"] + self.consts + self.per_array)
+    def loop_args(self, block=False):
+        """The element loop's arguments: the whole segment, or (``block``) the block ``[_blk, _end)``."""
+        count = ["_blk", "_end"] if block else ["0", "n"]
+        return ", ".join(["p", "g", "ema"] + list(self.spec.pointers) + count + self.consts + self.per_array)
 
-    def body(self):
+    def body(self, indent=8):
         """The spec's element body reading the gradient from the prologue's local ``gi``."""
-        return _indent(_GRAD_READ.sub(GRAD_LOCAL, self.spec.body), 8).rstrip("\n")
+        return _indent(_GRAD_READ.sub(GRAD_LOCAL, self.spec.body), indent).rstrip("\n")
 
-    def flag_tree(self, leaf=None, depth=1, flags=None):
+    def _prefetch_lines(self, sizes, indent):
+        """The block's prefetches (``_kernels/_prefetch.pxi``) for ``(pointer, element size)``
+        pairs: the param, the gradient and every state buffer (a buffer a call may leave out, and
+        the fused EMA target, only where present)."""
+        pad = " " * indent
+        lines = []
+        for ptr, size in sizes:
+            optional = ptr == "ema" or ptr in self.spec.pointers
+            call = f"fo_pf({ptr}, _blk, {size})"
+            lines.append(f"{pad}if {ptr} != NULL:\n{pad}    {call}" if optional else pad + call)
+        return "\n".join(lines)
+
+    def prefetch(self, size, indent):
+        """Prefetches of the float/double loop: every array has elements of ``size`` bytes."""
+        ptrs = ["p", "g", "ema"] + list(self.spec.pointers)
+        return self._prefetch_lines([(ptr, size) for ptr in ptrs], indent)
+
+    def lp_prefetch(self, sk, pk, indent):
+        """Prefetches of a low-precision loop: the float32 param (or master), the gradient and
+        the low-precision param copy of kind ``pk``, the state buffers of kind ``sk``."""
+        size = {0: 4, 1: 2, 2: 2}
+        sizes = [("p", 4), ("g", size[pk])] + [(ptr, size[sk]) for ptr in self.spec.pointers]
+        if pk:
+            sizes.append(("_lpp", size[pk]))
+        return self._prefetch_lines(sizes, indent)
+
+    def flag_tree(self, leaf=None, depth=1, flags=None, block=False):
         """Nested ifs over the flags whose leaves call the loop with literal flag values, so the C
         compiler emits one specialised, vectorised loop per combination and the flags are tested
         once per segment. ``leaf(lits)`` spells a leaf's call (default: the float/double loop);
         ``flags``: default all of them (the low-precision loops take the spec's own only: the
         fused training step is refused for low-precision calls)."""
         lines = []
-        args = self.loop_args()
+        args = self.loop_args(block)
         leaf = leaf or (lambda lits, chosen: f"_{self.name}_loop({args}{lits})")
         flags = self.flags if flags is None else flags
 
