@@ -5,7 +5,7 @@
 # A loop over n elements runs in blocks of FO_PF_BLOCK elements; before each block it asks for the
 # cache lines of every array it streams FO_PF_AHEAD elements ahead (``fo_pf``: a prefetch of the
 # whole block there, T0 hint), unless that lies past the end of the array. The hardware
-# prefetchers of the Intel Xeon (Sapphire Rapids) development machine keep fewer lines in flight
+# prefetchers of the Intel Xeon (Emerald Rapids) development machine keep fewer lines in flight
 # than a loop over four or five arrays needs: measured there on 1x100M float32, 2 threads, a C
 # model of the Adam loop ran 63 -> 53 ms with these prefetches, its bfloat16-state form 50 ->
 # 41 ms, an EMA lerp 27 -> 24 ms; in cache (32k elements) the blocked loop is as fast as the
@@ -15,7 +15,7 @@
 
 cdef extern from *:
     """
-    #define FO_PF_BLOCK 64      /* elements per block: 256 bytes of float32 */
+    #define FO_PF_BLOCK 64      /* elements per block (a power of two): 256 bytes of float32 */
     #define FO_PF_AHEAD 1024    /* elements ahead: 4 KiB of float32 */
     static int fo_pf_on = 1;
     static int fo_pf_set(int on) { fo_pf_on = on != 0; return fo_pf_on; }
