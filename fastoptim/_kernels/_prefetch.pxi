@@ -6,10 +6,11 @@
 # cache lines of every array it streams FO_PF_AHEAD elements ahead (``fo_pf``: a prefetch of the
 # whole block there, T0 hint), unless that lies past the end of the array. The hardware
 # prefetchers of the Intel Xeon (Emerald Rapids) development machine keep fewer lines in flight
-# than a loop over four or five arrays needs: measured there on 1x100M float32, 2 threads, a C
-# model of the Adam loop ran 63 -> 53 ms with these prefetches, its bfloat16-state form 50 ->
-# 41 ms, an EMA lerp 27 -> 24 ms; in cache (32k elements) the blocked loop is as fast as the
-# plain one (0.60 vs 0.59 ns per element). Prefetches never fault and never change a result.
+# than a loop over four or five arrays needs: measured there on 1x100M float32, 2 threads, Adam's
+# step went from 65.8 to 47.7 ms with these prefetches, with bfloat16 state from 53.7 to 37.6 ms,
+# a C model of the EMA lerp from 27 to 24 ms; in cache (32k elements) a C model of the blocked
+# loop ran as fast as the plain one (0.60 vs 0.59 ns per element). docs/performance.rst has the
+# interleaved measurements. Prefetches never fault and never change a result.
 # ``FASTOPTIM_PREFETCH=off`` switches them off (``fastoptim._dispatch``, which sets every compiled
 # module's ``fo_pf_on`` alike; the benchmarks compare both ways in one process).
 
