@@ -34,72 +34,61 @@ import numpy as np
 cnp.import_array()
 
 
-cdef inline void _rw3(floating* a0, floating* a1, const floating* a2, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i, _blk = 0, _end
+cdef inline void _rw3(floating* a0, floating* a1, const floating* a2, Py_ssize_t lo,
+                      Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
     cdef floating s
     cdef floating scale = <floating>(1.0 / 3.0)
-    while _blk < n:                   # blocks with software prefetch, as the optimizer loops
-        _end = _blk + FO_PF_BLOCK if _blk + FO_PF_BLOCK < n else n
-        if fo_pf_on and _blk + FO_PF_AHEAD + FO_PF_BLOCK <= n:
-            fo_pf(a0, _blk, sizeof(floating))
-            fo_pf(a1, _blk, sizeof(floating))
-            fo_pf(a2, _blk, sizeof(floating))
-        for i in range(_blk, _end):
-            s = (a0[i] + a1[i] + a2[i]) * scale
-            a0[i] = s
-            a1[i] = s
-        _blk = _end
+    for i in range(lo, hi):
+        s = (a0[i] + a1[i] + a2[i]) * scale
+        a0[i] = s
+        a1[i] = s
 
 
-cdef inline void _rw4(floating* a0, floating* a1, floating* a2, const floating* a3,
-                      Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i, _blk = 0, _end
+cdef inline void _rw4(floating* a0, floating* a1, floating* a2, const floating* a3, Py_ssize_t lo,
+                      Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
     cdef floating s
-    while _blk < n:
-        _end = _blk + FO_PF_BLOCK if _blk + FO_PF_BLOCK < n else n
-        if fo_pf_on and _blk + FO_PF_AHEAD + FO_PF_BLOCK <= n:
-            fo_pf(a0, _blk, sizeof(floating))
-            fo_pf(a1, _blk, sizeof(floating))
-            fo_pf(a2, _blk, sizeof(floating))
-            fo_pf(a3, _blk, sizeof(floating))
-        for i in range(_blk, _end):
-            s = (a0[i] + a1[i] + a2[i] + a3[i]) * <floating>0.25
-            a0[i] = s
-            a1[i] = s
-            a2[i] = s
-        _blk = _end
+    for i in range(lo, hi):
+        s = (a0[i] + a1[i] + a2[i] + a3[i]) * <floating>0.25
+        a0[i] = s
+        a1[i] = s
+        a2[i] = s
 
 
 cdef inline void _rw5(floating* a0, floating* a1, floating* a2, floating* a3, const floating* a4,
-                      Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i, _blk = 0, _end
+                      Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t i
     cdef floating s
     cdef floating scale = <floating>0.2
-    while _blk < n:
-        _end = _blk + FO_PF_BLOCK if _blk + FO_PF_BLOCK < n else n
-        if fo_pf_on and _blk + FO_PF_AHEAD + FO_PF_BLOCK <= n:
-            fo_pf(a0, _blk, sizeof(floating))
-            fo_pf(a1, _blk, sizeof(floating))
-            fo_pf(a2, _blk, sizeof(floating))
-            fo_pf(a3, _blk, sizeof(floating))
-            fo_pf(a4, _blk, sizeof(floating))
-        for i in range(_blk, _end):
-            s = (a0[i] + a1[i] + a2[i] + a3[i] + a4[i]) * scale
-            a0[i] = s
-            a1[i] = s
-            a2[i] = s
-            a3[i] = s
-        _blk = _end
+    for i in range(lo, hi):
+        s = (a0[i] + a1[i] + a2[i] + a3[i] + a4[i]) * scale
+        a0[i] = s
+        a1[i] = s
+        a2[i] = s
+        a3[i] = s
 
 
 cdef void _segment(floating** p, int k, Py_ssize_t a, Py_ssize_t n) noexcept nogil:
-    """Elements [a, a + n) of one group of ``k`` arrays."""
-    if k == 3:
-        _rw3(p[0] + a, p[1] + a, p[2] + a, n)
-    elif k == 4:
-        _rw4(p[0] + a, p[1] + a, p[2] + a, p[3] + a, n)
-    else:
-        _rw5(p[0] + a, p[1] + a, p[2] + a, p[3] + a, p[4] + a, n)
+    """Elements [a, a + n) of one group of ``k`` arrays, in blocks with software prefetch exactly
+    as the optimizer loops run (``_kernels/_prefetch.pxi``)."""
+    cdef Py_ssize_t blk = 0, end
+    cdef int j
+    cdef floating* q[5]
+    for j in range(k):
+        q[j] = p[j] + a
+    while blk < n:
+        end = blk + FO_PF_BLOCK if blk + FO_PF_BLOCK < n else n
+        if fo_pf_on and blk + FO_PF_AHEAD + FO_PF_BLOCK <= n:
+            for j in range(k):
+                fo_pf(q[j], blk, sizeof(floating))
+        if k == 3:
+            _rw3(q[0], q[1], q[2], blk, end)
+        elif k == 4:
+            _rw4(q[0], q[1], q[2], q[3], blk, end)
+        else:
+            _rw5(q[0], q[1], q[2], q[3], q[4], blk, end)
+        blk = end
 
 
 cdef void _share(char** ptrs, const Py_ssize_t* sizes, const Py_ssize_t* starts, Py_ssize_t nseg,
