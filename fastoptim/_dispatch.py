@@ -96,6 +96,8 @@ def set_prefetch(on):
             if module is not None:
                 module._set_prefetch(PREFETCH)
     return previous
+
+
 #: whether the element loops take torch's (MKL's) square root rather than the IEEE one
 TORCH_SQRT = kernels._set_torch_sqrt(_sqrt_mode() == "torch" and kernels._torch_sqrt_available())
 

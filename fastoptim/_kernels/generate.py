@@ -167,9 +167,10 @@ class KernelView:
     def flag_tree(self, leaf=None, depth=1, flags=None, block=False):
         """Nested ifs over the flags whose leaves call the loop with literal flag values, so the C
         compiler emits one specialised, vectorised loop per combination and the flags are tested
-        once per segment. ``leaf(lits)`` spells a leaf's call (default: the float/double loop);
-        ``flags``: default all of them (the low-precision loops take the spec's own only: the
-        fused training step is refused for low-precision calls)."""
+        once per call of the loop (``block``: the float/double segment function calls it once per
+        block of ``FO_PF_BLOCK`` elements, ``[_blk, _end)``). ``leaf(lits)`` spells a leaf's call
+        (default: the float/double loop); ``flags``: default all of them (the low-precision loops
+        take the spec's own only: the fused training step is refused for low-precision calls)."""
         lines = []
         args = self.loop_args(block)
         leaf = leaf or (lambda lits, chosen: f"_{self.name}_loop({args}{lits})")
