@@ -62,25 +62,21 @@ def _load():
         "checkout, or unset FASTOPTIM_KERNELS.")
 
 
-def _sqrt_mode():
-    mode = os.environ.get("FASTOPTIM_SQRT", "").strip().lower() or "torch"
-    if mode not in ("torch", "ieee"):
-        raise ValueError(f"FASTOPTIM_SQRT must be 'torch' (the default: torch's square root where this "
-                         f"CPU can reproduce it) or 'ieee' (the correctly rounded one), got {mode!r}")
+def _env_choice(name, choices):
+    """The value of the environment variable ``name``, lowercased: one of ``choices`` (``{value:
+    what it means}``, the first the default); any other value is refused, naming the variable."""
+    default = next(iter(choices))
+    mode = os.environ.get(name, "").strip().lower() or default
+    if mode not in choices:
+        spelled = " or ".join(f"{value!r} ({meaning})" for value, meaning in choices.items())
+        raise ValueError(f"{name} must be {spelled}, got {mode!r}")
     return mode
-
-
-def _prefetch_mode():
-    mode = os.environ.get("FASTOPTIM_PREFETCH", "").strip().lower() or "on"
-    if mode not in ("on", "off"):
-        raise ValueError(f"FASTOPTIM_PREFETCH must be 'on' (the default: software prefetch in the "
-                         f"element loops) or 'off', got {mode!r}")
-    return mode == "on"
 
 
 VARIANT, kernels = _load()
 #: whether the element loops prefetch ahead (every compiled module alike; ``set_prefetch``)
-PREFETCH = kernels._set_prefetch(_prefetch_mode())
+PREFETCH = kernels._set_prefetch(_env_choice("FASTOPTIM_PREFETCH", {
+    "on": "the default: software prefetch in the element loops", "off": "no software prefetch"}) == "on")
 _PREFETCH_MODULES = ("fastoptim._kernels_", "fastoptim._train_kernels_", "fastoptim._stream_kernels_")
 
 
@@ -99,7 +95,9 @@ def set_prefetch(on):
 
 
 #: whether the element loops take torch's (MKL's) square root rather than the IEEE one
-TORCH_SQRT = kernels._set_torch_sqrt(_sqrt_mode() == "torch" and kernels._torch_sqrt_available())
+TORCH_SQRT = kernels._set_torch_sqrt(_env_choice("FASTOPTIM_SQRT", {
+    "torch": "the default: torch's square root where this CPU can reproduce it",
+    "ieee": "the correctly rounded one"}) == "torch" and kernels._torch_sqrt_available())
 
 
 @contextlib.contextmanager

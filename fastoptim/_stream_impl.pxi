@@ -78,8 +78,8 @@ cdef void _segment(floating** p, int k, Py_ssize_t a, Py_ssize_t n) noexcept nog
     for j in range(k):
         q[j] = p[j] + a
     while blk < n:
-        end = blk + FO_PF_BLOCK if blk + FO_PF_BLOCK < n else n
-        if fo_pf_on and blk + FO_PF_AHEAD + FO_PF_BLOCK <= n:
+        end = fo_pf_end(blk, n)
+        if fo_pf_due(blk, n):
             for j in range(k):
                 fo_pf(q[j], blk, sizeof(floating))
         if k == 3:

@@ -86,7 +86,7 @@ def norm_kind(double p):
 # --------------------------------------------------------------------------------------------------
 
 include "_kernels/_fmath.pxi"   # _fma, _sqrt, _abs, _pow
-include "_kernels/_prefetch.pxi"   # fo_pf, FO_PF_BLOCK, FO_PF_AHEAD
+include "_kernels/_prefetch.pxi"   # fo_pf, fo_pf_end, fo_pf_due
 
 
 cdef extern from *:
@@ -100,7 +100,7 @@ cdef extern from *:
        of its lines in flight (1x100M float32 on the Emerald Rapids VM, in a C model: 29 -> 24 ms;
        the chain's add latency is the next limit). */
     #define FASTOPTIM_SUMSQ_PREFETCH(x, d, m, T)                                              \\
-        if (((d) & (FO_PF_BLOCK - 1)) == 0 && fo_pf_on && (d) + FO_PF_AHEAD + FO_PF_BLOCK <= (m)) \\
+        if (((d) & (FO_PF_BLOCK - 1)) == 0 && fo_pf_due((d), (m)))                       \\
             fo_pf((x), (d), sizeof(T));
     typedef float fastoptim_v8sf __attribute__((vector_size(32), aligned(4)));
     typedef double fastoptim_v4df __attribute__((vector_size(32), aligned(8)));
@@ -439,8 +439,8 @@ cdef void _elementwise(floating* x, const floating* y, Py_ssize_t n, int op, flo
     # in blocks with software prefetch (_kernels/_prefetch.pxi), as the optimizer loops
     cdef Py_ssize_t blk = 0, end
     while blk < n:
-        end = blk + FO_PF_BLOCK if blk + FO_PF_BLOCK < n else n
-        if fo_pf_on and blk + FO_PF_AHEAD + FO_PF_BLOCK <= n:
+        end = fo_pf_end(blk, n)
+        if fo_pf_due(blk, n):
             fo_pf(x, blk, sizeof(floating))
             if y != NULL:
                 fo_pf(y, blk, sizeof(floating))

@@ -29,12 +29,20 @@ cdef extern from *:
         const char* a = (const char*)base + (i + FO_PF_AHEAD) * (Py_ssize_t)size;
         for (int j = 0; j < FO_PF_BLOCK * size; j += 64) __builtin_prefetch(a + j, 0, 3);
     }
+    /* the end of the block that starts at element blk of an n-element loop */
+    static inline __attribute__((always_inline)) Py_ssize_t fo_pf_end(Py_ssize_t blk, Py_ssize_t n) {
+        return blk + FO_PF_BLOCK < n ? blk + FO_PF_BLOCK : n;
+    }
+    /* whether the block at blk prefetches: switched on, and the lines ahead lie inside the array */
+    static inline __attribute__((always_inline)) int fo_pf_due(Py_ssize_t blk, Py_ssize_t n) {
+        return fo_pf_on && blk + FO_PF_AHEAD + FO_PF_BLOCK <= n;
+    }
     """
-    const Py_ssize_t FO_PF_BLOCK
-    const Py_ssize_t FO_PF_AHEAD
     int fo_pf_on
     int fo_pf_set(int on) noexcept nogil
     void fo_pf(const void* base, Py_ssize_t i, int size) noexcept nogil
+    Py_ssize_t fo_pf_end(Py_ssize_t blk, Py_ssize_t n) noexcept nogil
+    bint fo_pf_due(Py_ssize_t blk, Py_ssize_t n) noexcept nogil
 
 
 def _set_prefetch(on=None):
